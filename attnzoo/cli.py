@@ -1,0 +1,59 @@
+"""Shared command-line handling for `attnzoo.train` and `attnzoo.eval`."""
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from attnzoo.configs import ConfigError, apply_overrides, list_configs, load_config
+
+
+def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object]:
+    """Parses `--config=SPEC --workdir=DIR [--config.a.b=v ...]`; returns `(args, config)`."""
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    parser.add_argument("--config", help="config name (see --list), NAME:arg, or a .py path")
+    parser.add_argument("--workdir", help="directory for checkpoints, metrics and plots")
+    parser.add_argument("--list", action="store_true", help="list the shipped configs")
+    parser.add_argument("--split", default=None, help="(eval) split to evaluate")
+    parser.add_argument("--coordinator_address", default=None)
+    parser.add_argument("--num_processes", type=int, default=1)
+    parser.add_argument("--process_id", type=int, default=0)
+    args, rest = parser.parse_known_args(argv)
+    if args.list:
+        print("\n".join(list_configs()))
+        sys.exit(0)
+    overrides, i = {}, 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--config."):
+            raise ConfigError(
+                f"unrecognised argument {item!r} (overrides look like --config.train.steps=10)"
+            )
+        key, eq, value = item[len("--config.") :].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"--config.{key} needs a value")
+            value, i = rest[i + 1], i + 1
+        overrides[key] = value
+        i += 1
+    if not args.config:
+        raise ConfigError("--config is required (a name from --list, NAME:arg, or a path)")
+    if not args.workdir:
+        raise ConfigError("--workdir is required")
+    config = load_config(args.config)
+    apply_overrides(config, overrides)
+    return args, config
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """Runs `main(argv)`; expected failures print one line and exit nonzero."""
+    from attnzoo.data import DataNotFoundError
+    from attnzoo.train_loops.trainer import NonFiniteLossError
+
+    try:
+        main(sys.argv[1:])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (DataNotFoundError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,57 @@
+"""Defaults every config starts from (not a config itself: the name starts with `_`)."""
+
+import ml_collections
+
+from attnzoo.train_loops.partitioning import DEFAULT_RULES
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.family = ""
+    c.seed = 0
+    c.model = ml_collections.ConfigDict({"name": ""})
+    c.data = ml_collections.ConfigDict(
+        {"name": "", "train_split": "train", "eval_split": "test", "data_dir": "", "augment": False}
+    )
+    c.optimizer = ml_collections.ConfigDict(
+        {
+            "name": "adamw",
+            "learning_rate": 1e-3,
+            "weight_decay": 0.05,
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "momentum": 0.9,
+            "clip_norm": 1.0,
+        }
+    )
+    c.schedule = ml_collections.ConfigDict(
+        {"name": "warmup_cosine", "warmup_steps": 100, "end_fraction": 0.0}
+    )
+    c.train = ml_collections.ConfigDict(
+        {
+            "steps": 1000,
+            "batch_size": 128,
+            "eval_batch_size": 512,
+            "log_every": 50,
+            "eval_every": 0,
+            "checkpoint_every": 500,
+            "keep_checkpoints": 2,
+            "label_smoothing": 0.0,
+        }
+    )
+    c.mesh = ml_collections.ConfigDict(
+        {"shape": (-1, 1, 1), "axes": ("data", "fsdp", "model"), "rules": DEFAULT_RULES}
+    )
+    c.init_from = ml_collections.ConfigDict({"path": "", "skip": ()})
+    return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a config to a one-step run at tiny size, for tests."""
+    c.train.update(
+        steps=1, batch_size=16, eval_batch_size=64, log_every=1, eval_every=0, checkpoint_every=1
+    )
+    c.schedule.warmup_steps = 0
+    c.data.eval_split = f"{c.data.eval_split}[:64]"
+    return c

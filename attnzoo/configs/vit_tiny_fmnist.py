@@ -1,0 +1,34 @@
+"""ViT-tiny on Fashion-MNIST (28x28 grey, 10 classes).
+
+    python -m attnzoo.train --config=vit_tiny_fmnist --workdir=runs/vit_tiny_fmnist
+
+Needs the Fashion-MNIST files in `$ATTNZOO_DATA_DIR/images/fashion_mnist/` (or
+`--config.data.data_dir=DIR`). Target: >= 88% test accuracy within 15 minutes of training
+on 2 CPU cores (benchmarks/vit_fmnist.py measures it).
+"""
+
+from attnzoo.configs._common import base_config, smoke
+
+
+def get_config(arg: str | None = None):
+    c = base_config()
+    c.family = "vision"
+    c.model.update(name="vit_tiny", patch_size=4, pool="gap", posemb="sincos2d", dropout=0.0)
+    c.data.update(name="fashion_mnist", augment=True)
+    c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.05, clip_norm=1.0)
+    c.schedule.update(name="warmup_cosine", warmup_steps=200)
+    c.train.update(
+        steps=4000,
+        batch_size=256,
+        eval_batch_size=1000,
+        log_every=100,
+        eval_every=1000,
+        checkpoint_every=500,
+        label_smoothing=0.1,
+    )
+    if arg == "smoke":
+        smoke(c)
+        c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64)
+    elif arg:
+        raise ValueError(f"unknown argument {arg!r} for vit_tiny_fmnist; use 'smoke' or none")
+    return c

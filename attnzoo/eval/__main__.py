@@ -1,0 +1,37 @@
+"""Evaluate the latest checkpoint of a run.
+
+    python -m attnzoo.eval --config=vit_tiny_digits --workdir=runs/digits [--split=test]
+
+Prints the metrics as JSON and writes them to WORKDIR/eval_<split>.json.
+"""
+
+import json
+import os
+
+from attnzoo import cli
+
+
+def main(argv: list[str]) -> None:
+    args, config = cli.parse(argv, "Evaluate the latest checkpoint of an attnzoo run.")
+    from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
+    from attnzoo.train_loops.trainer import Trainer
+
+    trainer = Trainer(config, args.workdir)
+    checkpointer = Checkpointer(args.workdir, every=1, keep=config.train.keep_checkpoints)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {checkpoint_dir(args.workdir)}; train first "
+            f"with python -m attnzoo.train --config=... --workdir={args.workdir}"
+        )
+    state, _, _ = trainer.restore(checkpointer, step)
+    checkpointer.close()
+    split = args.split or config.data.eval_split
+    metrics = trainer.evaluate(state, split)
+    with open(os.path.join(args.workdir, f"eval_{split.replace('/', '_')}.json"), "w") as f:
+        json.dump({"step": step, "split": split, **metrics}, f, indent=1)
+    print(json.dumps({"step": step, "split": split, **metrics}), flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)

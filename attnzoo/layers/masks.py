@@ -1,0 +1,607 @@
+"""Structured attention masks.
+
+A mask says which (query, key) pairs may attend. Instead of a dense ``[T, S]`` array, each
+mask is a small frozen dataclass that can
+
+* evaluate itself at arbitrary (query, key) positions: ``allowed(q_pos, k_pos)``; used by the
+  blocked XLA paths and by kernels to mask inside a tile,
+* materialise itself for the reference path: ``materialize(q_len, kv_len)`` ->
+  bool ``[B|1, H|1, T, S]`` (always 4-D; ``H`` counts *query* heads),
+* list, per query block, the key blocks that hold at least one allowed pair:
+  ``block_lists(q_len, kv_len, block_q, block_k)`` -> :class:`BlockLists`, so kernels can
+  skip empty tiles. ``max_k`` (the list width) is a static Python int.
+
+Positions are absolute: query ``i`` is row ``i`` of ``q``, key ``j`` is row ``j`` of ``k``.
+``None`` means full attention everywhere in the API (see :func:`dense_mask`,
+:func:`block_lists`). Masks combine with ``&`` (:class:`And`). All masks are JAX pytrees:
+integer structure (window sizes, block sizes, static offsets) is static aux data, arrays are
+leaves, so masks pass through ``jax.jit`` as ordinary arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "And",
+    "BlockLists",
+    "BlockSparse",
+    "Causal",
+    "Dense",
+    "LocalWindow1D",
+    "LocalWindow2D",
+    "Mask",
+    "PositionalMask",
+    "Segments",
+    "block_lists",
+    "dense_mask",
+]
+
+
+class BlockLists(NamedTuple):
+    """Per query block, the key blocks holding at least one allowed (q, k) pair.
+
+    Attributes:
+      indices: int32 ``[B|1, H|1, nq, max_k]``; key-block ids in ascending order, the unused
+        tail padded with ``-1`` (use :meth:`repeat_last` for a DMA-friendly padding).
+      counts: int32 ``[B|1, H|1, nq]``; the number of valid entries per row.
+    """
+
+    indices: jax.Array
+    counts: jax.Array
+
+    @property
+    def max_k(self) -> int:
+        return self.indices.shape[-1]
+
+    def repeat_last(self) -> jax.Array:
+        """``indices`` with padding slots repeating the last valid id (0 for empty rows).
+
+        Kernels whose ``index_map`` cannot take ``-1`` use this: a repeated block index makes
+        the pipeline skip the copy, and ``counts`` tells the kernel to skip the compute.
+        """
+        last = jnp.take_along_axis(
+            self.indices, jnp.maximum(self.counts - 1, 0)[..., None], axis=-1
+        )  # [B, H, nq, 1]
+        return jnp.where(self.indices >= 0, self.indices, jnp.maximum(last, 0))
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _is_static_int(x) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+def _check_positive(**kwargs) -> None:
+    for name, val in kwargs.items():
+        if not _is_static_int(val) or val <= 0:
+            raise ValueError(f"{name} must be a positive int, got {val!r}")
+
+
+def _check_block_args(q_len, kv_len, block_q, block_k) -> None:
+    _check_positive(q_len=q_len, kv_len=kv_len, block_q=block_q, block_k=block_k)
+
+
+def _lists_from_block_matrix(any_blocks: jax.Array, max_k: int) -> BlockLists:
+    """bool ``[B, H, nq, nk]`` -> :class:`BlockLists` of width ``max_k`` (jnp; traceable)."""
+    nk = any_blocks.shape[-1]
+    ids = jnp.where(any_blocks, jnp.arange(nk, dtype=jnp.int32), nk)  # [B, H, nq, nk]
+    ids = jnp.sort(ids, axis=-1)[..., :max_k]
+    indices = jnp.where(ids < nk, ids, -1).astype(jnp.int32)
+    counts = jnp.sum(any_blocks, axis=-1, dtype=jnp.int32)
+    return BlockLists(indices, counts)
+
+
+def _lists_from_block_matrix_np(any_blocks: np.ndarray) -> BlockLists:
+    """Static numpy ``[nq, nk]`` bool -> BlockLists with the tightest static ``max_k``."""
+    counts = any_blocks.sum(-1).astype(np.int32)  # [nq]
+    max_k = max(int(counts.max(initial=0)), 1)
+    nk = any_blocks.shape[-1]
+    ids = np.where(any_blocks, np.arange(nk), nk)
+    ids = np.sort(ids, axis=-1)[:, :max_k]  # max_k <= nk
+    indices = np.where(ids < nk, ids, -1).astype(np.int32)
+    return BlockLists(jnp.asarray(indices[None, None]), jnp.asarray(counts[None, None]))
+
+
+def _lists_from_ranges_np(first: np.ndarray, count: np.ndarray) -> BlockLists:
+    """Contiguous key-block ranges ``[first, first + count)`` per query block (static)."""
+    count = np.maximum(count, 0).astype(np.int32)
+    max_k = max(int(count.max(initial=0)), 1)
+    slot = np.arange(max_k)
+    indices = np.where(slot < count[:, None], first[:, None] + slot, -1).astype(np.int32)
+    return BlockLists(jnp.asarray(indices[None, None]), jnp.asarray(count[None, None]))
+
+
+def _block_any(dense: jax.Array, block_q: int, block_k: int) -> jax.Array:
+    """bool ``[B, H, T, S]`` -> ``[B, H, nq, nk]``: does the block hold any True."""
+    b, h, t, s = dense.shape
+    nq, nk = _cdiv(t, block_q), _cdiv(s, block_k)
+    dense = jnp.pad(dense, ((0, 0), (0, 0), (0, nq * block_q - t), (0, nk * block_k - s)))
+    return dense.reshape(b, h, nq, block_q, nk, block_k).any(axis=(3, 5))
+
+
+def _row_bounds(q_len: int, block_q: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last query row of each query block (the last block may be partial)."""
+    first = np.arange(_cdiv(q_len, block_q)) * block_q
+    last = np.minimum(first + block_q, q_len) - 1
+    return first, last
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _materialize(mask: Mask, q_len: int, kv_len: int) -> jax.Array:
+    # One compiled program per mask structure and shape (eager op-by-op is slow on CPU).
+    q_pos = jnp.arange(q_len, dtype=jnp.int32)[:, None]
+    k_pos = jnp.arange(kv_len, dtype=jnp.int32)[None, :]
+    out = mask.allowed(q_pos, k_pos)
+    return jnp.broadcast_to(out, (*out.shape[:2], q_len, kv_len))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _dense_block_lists(mask, q_len, kv_len, block_q, block_k, max_k) -> BlockLists:
+    any_blocks = _block_any(_materialize(mask, q_len, kv_len), block_q, block_k)
+    return _lists_from_block_matrix(any_blocks, max_k)
+
+
+class Mask:
+    """Base class. Subclasses implement :meth:`allowed`, :meth:`leading_shape`, :meth:`check`
+    and must be JAX pytrees (arrays as leaves, structure as static aux data)."""
+
+    def allowed(self, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
+        """bool ``[B|1, H|1, *shape]``: may query ``q_pos`` attend key ``k_pos``.
+
+        ``q_pos`` and ``k_pos`` are int arrays (no batch/head axes) that broadcast to ``shape``.
+        Positions must lie in ``[0, q_len)`` / ``[0, kv_len)``.
+        """
+        raise NotImplementedError
+
+    def leading_shape(self) -> tuple[int, int]:
+        """``(B|1, H|1)``: the batch and head sizes the mask carries."""
+        return (1, 1)
+
+    def check(self, q_len: int, kv_len: int) -> None:
+        """Raise ValueError if the mask cannot describe a ``[q_len, kv_len]`` attention."""
+
+    def materialize(self, q_len: int, kv_len: int) -> jax.Array:
+        """bool ``[B|1, H|1, q_len, kv_len]``."""
+        self.check(q_len, kv_len)
+        return _materialize(self, q_len, kv_len)
+
+    def max_k_bound(self, q_len: int, kv_len: int, block_q: int, block_k: int) -> int:
+        """A static upper bound on ``block_lists(...).max_k``."""
+        return _cdiv(kv_len, block_k)
+
+    def block_lists(self, q_len: int, kv_len: int, block_q: int, block_k: int) -> BlockLists:
+        """Key blocks with any allowed pair, per query block. Default: reduce the dense mask."""
+        _check_block_args(q_len, kv_len, block_q, block_k)
+        self.check(q_len, kv_len)
+        max_k = self.max_k_bound(q_len, kv_len, block_q, block_k)
+        return _dense_block_lists(self, q_len, kv_len, block_q, block_k, max_k)
+
+    def __and__(self, other: Mask | None) -> Mask:
+        if other is None:
+            return self
+        if not isinstance(other, Mask):
+            return NotImplemented
+        return And(self, other)
+
+    def __rand__(self, other: Mask | None) -> Mask:
+        if other is None:
+            return self
+        return NotImplemented
+
+
+class PositionalMask(Mask):
+    """A mask that depends on positions only (no batch/head axes, no arrays but scalars)."""
+
+    def allowed_at(self, q_pos: jax.Array, k_pos: jax.Array) -> jax.Array:
+        """bool with the broadcast shape of ``q_pos`` and ``k_pos`` (any rank)."""
+        raise NotImplementedError
+
+    def allowed(self, q_pos, k_pos):
+        return self.allowed_at(q_pos, k_pos)[None, None]
+
+    def _static_lists(self, q_len, kv_len, block_q, block_k) -> BlockLists | None:
+        return None
+
+    def max_k_bound(self, q_len, kv_len, block_q, block_k):
+        lists = self._static_lists(q_len, kv_len, block_q, block_k)
+        if lists is None:
+            return _cdiv(kv_len, block_k)
+        return lists.max_k
+
+    def block_lists(self, q_len, kv_len, block_q, block_k):
+        _check_block_args(q_len, kv_len, block_q, block_k)
+        self.check(q_len, kv_len)
+        lists = self._static_lists(q_len, kv_len, block_q, block_k)
+        if lists is None:
+            return super().block_lists(q_len, kv_len, block_q, block_k)
+        return lists
+
+
+# ----------------------------------------------------------------------------- positional
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class Causal(PositionalMask):
+    """Query ``i`` sees keys ``j <= i + offset``.
+
+    ``offset`` shifts the queries: with a KV cache the new queries start at absolute position
+    ``offset`` (``offset = S - T`` aligns the diagonal bottom-right). A Python int offset is
+    static (analytic block lists of tight width); a traced scalar (e.g. a cache index) is a
+    pytree leaf and gives block lists of width ``ceil(S / block_k)``.
+    """
+
+    offset: int | jax.Array = 0
+
+    def tree_flatten(self):
+        if _is_static_int(self.offset):
+            return (), int(self.offset)
+        return (self.offset,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux) if aux is not None else cls(children[0])
+
+    def allowed_at(self, q_pos, k_pos):
+        return k_pos <= q_pos + self.offset
+
+    def _static_lists(self, q_len, kv_len, block_q, block_k):
+        if not _is_static_int(self.offset):
+            return None
+        _, last = _row_bounds(q_len, block_q)
+        hi = np.minimum(last + int(self.offset), kv_len - 1)  # last allowed key
+        count = np.where(hi >= 0, hi // block_k + 1, 0)
+        return _lists_from_ranges_np(np.zeros_like(count), count)
+
+    def block_lists(self, q_len, kv_len, block_q, block_k):
+        if _is_static_int(self.offset):
+            return super().block_lists(q_len, kv_len, block_q, block_k)
+        _check_block_args(q_len, kv_len, block_q, block_k)
+        return _causal_dynamic_lists(self.offset, q_len, kv_len, block_q, block_k)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _causal_dynamic_lists(offset, q_len, kv_len, block_q, block_k) -> BlockLists:
+    nk = _cdiv(kv_len, block_k)
+    _, last = _row_bounds(q_len, block_q)
+    hi = jnp.minimum(jnp.asarray(last) + offset, kv_len - 1)
+    count = jnp.where(hi >= 0, hi // block_k + 1, 0).astype(jnp.int32)  # [nq]
+    slot = jnp.arange(nk, dtype=jnp.int32)
+    indices = jnp.where(slot < count[:, None], slot, -1)
+    return BlockLists(indices[None, None], count[None, None])
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["left", "right"])
+@dataclasses.dataclass(frozen=True)
+class LocalWindow1D(PositionalMask):
+    """Query ``i`` sees keys ``j`` in ``[i - left, i + right]`` (sliding window).
+
+    ``LocalWindow1D(w, 0)`` is causal sliding-window attention; ``Causal(o) & LocalWindow1D``
+    shifts it for cached decoding.
+    """
+
+    left: int
+    right: int
+
+    def __post_init__(self):
+        for name in ("left", "right"):
+            val = getattr(self, name)
+            if not _is_static_int(val) or val < 0:
+                raise ValueError(f"LocalWindow1D.{name} must be an int >= 0, got {val!r}")
+
+    def allowed_at(self, q_pos, k_pos):
+        return (k_pos >= q_pos - self.left) & (k_pos <= q_pos + self.right)
+
+    def _static_lists(self, q_len, kv_len, block_q, block_k):
+        first, last = _row_bounds(q_len, block_q)
+        lo = np.maximum(first - self.left, 0)  # union of the rows' windows is contiguous
+        hi = np.minimum(last + self.right, kv_len - 1)
+        count = np.where(hi >= lo, hi // block_k - lo // block_k + 1, 0)
+        return _lists_from_ranges_np(lo // block_k, count)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["grid", "radius"])
+@dataclasses.dataclass(frozen=True)
+class LocalWindow2D(PositionalMask):
+    """Tokens laid out row-major on an ``(H, W)`` grid: token ``n`` sits at ``(n // W, n % W)``.
+
+    Query sees keys within Chebyshev distance ``radius`` (``max(|dy|, |dx|) <= radius``): a
+    square ``(2r+1) x (2r+1)`` neighbourhood like a convolution / neighbourhood-attention
+    window, clipped (not shifted) at the image border. Sequences may be shorter than ``H * W``
+    (a prefix of the grid), never longer.
+    """
+
+    grid: tuple[int, int]
+    radius: int
+
+    def __post_init__(self):
+        grid = tuple(self.grid)
+        if len(grid) != 2:
+            raise ValueError(f"LocalWindow2D.grid must be (H, W), got {self.grid!r}")
+        _check_positive(grid_h=grid[0], grid_w=grid[1])
+        object.__setattr__(self, "grid", (int(grid[0]), int(grid[1])))
+        if not _is_static_int(self.radius) or self.radius < 0:
+            raise ValueError(f"LocalWindow2D.radius must be an int >= 0, got {self.radius!r}")
+
+    def check(self, q_len, kv_len):
+        n = self.grid[0] * self.grid[1]
+        if q_len > n or kv_len > n:
+            raise ValueError(
+                f"LocalWindow2D(grid={self.grid}) holds {n} tokens, got q_len={q_len}, "
+                f"kv_len={kv_len}"
+            )
+
+    def allowed_at(self, q_pos, k_pos):
+        w = self.grid[1]
+        dy = jnp.abs(q_pos // w - k_pos // w)
+        dx = jnp.abs(q_pos % w - k_pos % w)
+        return jnp.maximum(dy, dx) <= self.radius
+
+    def _static_lists(self, q_len, kv_len, block_q, block_k):
+        gh, gw = self.grid
+        r = self.radius
+        nq, nk = _cdiv(q_len, block_q), _cdiv(kv_len, block_k)
+        hit = np.zeros((nq, nk), dtype=bool)
+        firsts, lasts = _row_bounds(q_len, block_q)
+        for qb, (q0, q1) in enumerate(zip(firsts, lasts, strict=True)):
+            for gy in range(q0 // gw, q1 // gw + 1):  # grid rows this query block touches
+                c_min = max(q0, gy * gw) - gy * gw
+                c_max = min(q1, gy * gw + gw - 1) - gy * gw
+                c_lo, c_hi = max(c_min - r, 0), min(c_max + r, gw - 1)
+                for ky in range(max(gy - r, 0), min(gy + r, gh - 1) + 1):
+                    lo, hi = ky * gw + c_lo, min(ky * gw + c_hi, kv_len - 1)
+                    if lo <= hi:
+                        hit[qb, lo // block_k : hi // block_k + 1] = True
+        return _lists_from_block_matrix_np(hit)
+
+
+# ----------------------------------------------------------------------------- array masks
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["indices"],
+    meta_fields=["block_q", "block_k"],
+)
+@dataclasses.dataclass(frozen=True, eq=False)
+class BlockSparse(Mask):
+    """Routed block-sparse attention (MoBA, BiFormer).
+
+    Query block ``n`` (rows ``[n*block_q, (n+1)*block_q)``) sees the key blocks listed in
+    ``indices[..., n, :]`` (keys ``[m*block_k, (m+1)*block_k)``). ``indices``: int
+    ``[B|1, H|1, ceil(T/block_q), k]`` in any order; ``-1`` (or any id outside
+    ``[0, ceil(S/block_k))``) marks an unused slot; duplicates count once.
+    """
+
+    block_q: int
+    block_k: int
+    indices: jax.Array
+
+    def __post_init__(self):
+        _check_positive(block_q=self.block_q, block_k=self.block_k)
+
+    def leading_shape(self):
+        return tuple(self.indices.shape[:2])
+
+    def check(self, q_len, kv_len):
+        if self.indices.ndim != 4:
+            raise ValueError(
+                f"BlockSparse.indices must be [B|1, H|1, num_q_blocks, k], got shape "
+                f"{self.indices.shape}"
+            )
+        nq = _cdiv(q_len, self.block_q)
+        if self.indices.shape[2] != nq:
+            raise ValueError(
+                f"BlockSparse.indices has {self.indices.shape[2]} query blocks, but q_len={q_len} "
+                f"with block_q={self.block_q} needs {nq} (indices shape {self.indices.shape})"
+            )
+
+    def allowed(self, q_pos, k_pos):
+        q_blk = q_pos // self.block_q
+        k_blk = k_pos // self.block_k
+        sel = self.indices[:, :, q_blk]  # [B, H, *q_shape, k]
+        return jnp.any(sel == k_blk[..., None], axis=-1)  # [B, H, *shape]
+
+    def _overlaps(self, q_len, kv_len, block_q, block_k) -> tuple[np.ndarray, np.ndarray]:
+        """Static overlap matrices: own q blocks x requested q blocks, same for keys."""
+
+        def overlap(n, own, req):
+            pos = np.arange(n)
+            m = np.zeros((_cdiv(n, own), _cdiv(n, req)), dtype=bool)
+            m[pos // own, pos // req] = True
+            return m
+
+        return overlap(q_len, self.block_q, block_q), overlap(kv_len, self.block_k, block_k)
+
+    def max_k_bound(self, q_len, kv_len, block_q, block_k):
+        nk = _cdiv(kv_len, block_k)
+        k = self.indices.shape[-1]
+        if (block_q, block_k) == (self.block_q, self.block_k):
+            return min(k, nk)
+        q_ov, k_ov = self._overlaps(q_len, kv_len, block_q, block_k)
+        return min(nk, int(q_ov.sum(0).max()) * k * int(k_ov.sum(1).max()))
+
+    def block_lists(self, q_len, kv_len, block_q, block_k):
+        """From ``indices`` directly when block sizes match; else re-blocked exactly."""
+        _check_block_args(q_len, kv_len, block_q, block_k)
+        self.check(q_len, kv_len)
+        if (block_q, block_k) == (self.block_q, self.block_k):
+            return _sparse_sorted_unique(self.indices, _cdiv(kv_len, self.block_k))
+        q_ov, k_ov = self._overlaps(q_len, kv_len, block_q, block_k)
+        max_k = self.max_k_bound(q_len, kv_len, block_q, block_k)
+        return _sparse_reblock(self.indices, q_ov, k_ov, max_k)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _sparse_sorted_unique(indices, nk) -> BlockLists:
+    """Sort and de-duplicate block ids ``[B, H, nq, k]``; ids outside ``[0, nk)`` drop out."""
+    idx = indices.astype(jnp.int32)
+    idx = jnp.sort(jnp.where((idx >= 0) & (idx < nk), idx, nk), axis=-1)
+    dup = jnp.concatenate(
+        [jnp.zeros_like(idx[..., :1], dtype=bool), idx[..., 1:] == idx[..., :-1]], axis=-1
+    )
+    idx = jnp.sort(jnp.where(dup, nk, idx), axis=-1)[..., : min(idx.shape[-1], nk)]
+    counts = jnp.sum(idx < nk, axis=-1, dtype=jnp.int32)
+    return BlockLists(jnp.where(idx < nk, idx, -1), counts)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _sparse_reblock(indices, q_ov, k_ov, max_k) -> BlockLists:
+    """Exact block lists at other block sizes. ``q_ov`` ``[nq_own, nq]`` / ``k_ov``
+    ``[nk_own, nk]``: which own blocks overlap which requested blocks."""
+    own = jnp.any(
+        jax.nn.one_hot(indices, k_ov.shape[0], dtype=jnp.float32), axis=-2
+    )  # [B, H, nq_own, nk_own]; out-of-range ids one-hot to zeros
+    hits = jnp.einsum(
+        "qn,bhqk,km->bhnm", q_ov.astype(jnp.float32), own, k_ov.astype(jnp.float32)
+    )  # [B, H, nq, nk]: number of overlapping (own q block, own k block) pairs
+    return _lists_from_block_matrix(hits > 0, max_k)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["q_ids", "kv_ids"], meta_fields=[]
+)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Segments(Mask):
+    """Packed sequences: attend only where ``q_ids[b, i] == kv_ids[b, j]``.
+
+    ``q_ids``: int ``[B, T]``; ``kv_ids``: int ``[B, S]`` (defaults to ``q_ids``). Padding
+    tokens can take their own id (they then attend among themselves, never to real tokens).
+    """
+
+    q_ids: jax.Array
+    kv_ids: jax.Array | None = None
+
+    @property
+    def _kv_ids(self):
+        return self.q_ids if self.kv_ids is None else self.kv_ids
+
+    def leading_shape(self):
+        return (self.q_ids.shape[0], 1)
+
+    def check(self, q_len, kv_len):
+        q_ids, kv_ids = self.q_ids, self._kv_ids
+        if q_ids.ndim != 2 or kv_ids.ndim != 2 or q_ids.shape[0] != kv_ids.shape[0]:
+            raise ValueError(
+                f"Segments ids must be [B, T] and [B, S], got {q_ids.shape} and {kv_ids.shape}"
+            )
+        if q_ids.shape[1] != q_len or kv_ids.shape[1] != kv_len:
+            raise ValueError(
+                f"Segments ids shapes {q_ids.shape} / {kv_ids.shape} do not match "
+                f"q_len={q_len}, kv_len={kv_len}"
+            )
+
+    def allowed(self, q_pos, k_pos):
+        q = self.q_ids[:, q_pos]  # [B, *q_shape]
+        kv = self._kv_ids[:, k_pos]  # [B, *k_shape]
+        return (q == kv)[:, None]  # [B, 1, *shape]
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["mask"], meta_fields=[])
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dense(Mask):
+    """An explicit bool mask ``[B|1, H|1, T, S]`` or ``[T, S]`` (True = may attend)."""
+
+    mask: jax.Array
+
+    @property
+    def _mask4(self) -> jax.Array:
+        m = jnp.asarray(self.mask, dtype=bool)
+        return m[None, None] if m.ndim == 2 else m
+
+    def leading_shape(self):
+        return tuple(self.mask.shape[:2]) if self.mask.ndim == 4 else (1, 1)
+
+    def check(self, q_len, kv_len):
+        if self.mask.ndim not in (2, 4) or tuple(self.mask.shape[-2:]) != (q_len, kv_len):
+            raise ValueError(
+                f"Dense mask must be [B|1, H|1, T, S] or [T, S] with (T, S)=({q_len}, {kv_len}), "
+                f"got shape {self.mask.shape}"
+            )
+
+    def allowed(self, q_pos, k_pos):
+        return self._mask4[:, :, q_pos, k_pos]  # [B, H, *shape]
+
+
+# ----------------------------------------------------------------------------- combination
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True, init=False, eq=False)
+class And(Mask):
+    """Intersection of masks: a pair is allowed when every mask allows it. ``a & b``."""
+
+    masks: tuple[Mask, ...]
+
+    def __init__(self, *masks: Mask | None):
+        flat = []
+        for m in masks:
+            if m is None:
+                continue
+            if isinstance(m, And):
+                flat.extend(m.masks)
+            elif isinstance(m, Mask):
+                flat.append(m)
+            else:
+                raise TypeError(f"And() takes Mask objects, got {type(m).__name__}")
+        if not flat:
+            raise ValueError("And() needs at least one mask")
+        object.__setattr__(self, "masks", tuple(flat))
+
+    def tree_flatten(self):
+        return self.masks, None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "masks", tuple(children))
+        return obj
+
+    def leading_shape(self):
+        b = h = 1
+        for m in self.masks:
+            mb, mh = m.leading_shape()
+            b, h = max(b, mb), max(h, mh)
+        return (b, h)
+
+    def check(self, q_len, kv_len):
+        for m in self.masks:
+            m.check(q_len, kv_len)
+
+    def allowed(self, q_pos, k_pos):
+        return functools.reduce(jnp.logical_and, (m.allowed(q_pos, k_pos) for m in self.masks))
+
+    def max_k_bound(self, q_len, kv_len, block_q, block_k):
+        # The intersection's blocks are a subset of every component's blocks.
+        return min(m.max_k_bound(q_len, kv_len, block_q, block_k) for m in self.masks)
+
+
+# ----------------------------------------------------------------------------- None-aware
+
+
+def dense_mask(mask: Mask | None, q_len: int, kv_len: int) -> jax.Array:
+    """bool ``[B|1, H|1, T, S]``; ``None`` -> all True ``[1, 1, T, S]``."""
+    if mask is None:
+        return jnp.ones((1, 1, q_len, kv_len), dtype=bool)
+    return mask.materialize(q_len, kv_len)
+
+
+def block_lists(
+    mask: Mask | None, q_len: int, kv_len: int, block_q: int, block_k: int
+) -> BlockLists:
+    """:meth:`Mask.block_lists`; ``None`` -> every key block for every query block."""
+    if mask is not None:
+        return mask.block_lists(q_len, kv_len, block_q, block_k)
+    _check_block_args(q_len, kv_len, block_q, block_k)
+    nq, nk = _cdiv(q_len, block_q), _cdiv(kv_len, block_k)
+    indices = jnp.broadcast_to(jnp.arange(nk, dtype=jnp.int32), (1, 1, nq, nk))
+    return BlockLists(indices, jnp.full((1, 1, nq), nk, dtype=jnp.int32))

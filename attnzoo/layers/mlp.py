@@ -1,0 +1,96 @@
+"""Transformer feed-forward blocks."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_ACTIVATIONS = {
+    "gelu": nnx.gelu,
+    "gelu_exact": lambda x: nnx.gelu(x, approximate=False),
+    "relu": nnx.relu,
+    "silu": nnx.silu,
+}
+
+
+def dense(
+    in_features: int,
+    out_features: int,
+    axes: tuple[str | None, str | None],
+    *,
+    use_bias: bool = True,
+    kernel_init=nnx.initializers.xavier_uniform(),
+    bias_init=nnx.initializers.zeros_init(),
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.Linear:
+    """`nnx.Linear` whose kernel is partitioned by `axes` and bias by `axes[1]`."""
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=use_bias,
+        dtype=dtype,
+        kernel_init=nnx.with_partitioning(kernel_init, axes),
+        bias_init=nnx.with_partitioning(bias_init, (axes[1],)),
+        rngs=rngs,
+    )
+
+
+class Mlp(nnx.Module):
+    """`fc2(act(fc1(x)))`, x `[..., embed]` -> `[..., out]`; hidden dim on the `"mlp"` axis."""
+
+    def __init__(
+        self,
+        features: int,
+        hidden: int,
+        *,
+        out_features: int | None = None,
+        activation: str = "gelu",
+        dropout: float = 0.0,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}"
+            )
+        self.activation = activation
+        tiny = nnx.initializers.normal(1e-6)  # big_vision's MLP bias init
+        self.fc1 = dense(features, hidden, ("embed", "mlp"), bias_init=tiny, dtype=dtype, rngs=rngs)
+        self.fc2 = dense(
+            hidden,
+            out_features or features,
+            ("mlp", "embed"),
+            bias_init=tiny,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = _ACTIVATIONS[self.activation](self.fc1(x))  # [..., mlp]
+        return self.fc2(self.dropout(h))
+
+
+class GatedMlp(nnx.Module):
+    """SwiGLU-style `down(act(gate(x)) * up(x))`, x `[..., embed]` (Shazeer, 2020)."""
+
+    def __init__(
+        self,
+        features: int,
+        hidden: int,
+        *,
+        activation: str = "silu",
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        self.activation = activation
+        self.gate = dense(
+            features, hidden, ("embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs
+        )
+        self.up = dense(features, hidden, ("embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
+        self.down = dense(
+            hidden, features, ("mlp", "embed"), use_bias=False, dtype=dtype, rngs=rngs
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.down(_ACTIVATIONS[self.activation](self.gate(x)) * self.up(x))

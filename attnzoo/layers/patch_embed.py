@@ -1,0 +1,36 @@
+"""Image to patch tokens."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class PatchEmbed(nnx.Module):
+    """Non-overlapping `p x p` patches linearly projected: `[b, H, W, C] -> [b, H/p, W/p, embed]`.
+
+    Implemented as a reshape + matmul (identical to a stride-`p` convolution with a `p x p`
+    kernel, but one large GEMM, which is faster on CPU).
+    """
+
+    def __init__(
+        self, in_channels: int, features: int, patch_size: int, *, dtype=jnp.float32, rngs: nnx.Rngs
+    ):
+        self.patch_size = patch_size
+        fan_in = patch_size * patch_size * in_channels
+        self.proj = nnx.Linear(
+            fan_in,
+            features,
+            dtype=dtype,
+            kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("patch", "embed")),
+            bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+            rngs=rngs,
+        )
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        b, h, w, c = images.shape
+        p = self.patch_size
+        if h % p or w % p:
+            raise ValueError(f"image size {h}x{w} is not divisible by patch size {p}")
+        x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+        x = x.reshape(b, h // p, w // p, p * p * c)  # [b, gh, gw, p*p*c]
+        return self.proj(x)  # [b, gh, gw, embed]

@@ -1,0 +1,91 @@
+"""Orbax checkpoints of a training run: `WORKDIR/checkpoints/<step>/{state,data,meta}`.
+
+`state` is the pure-dict NNX state (model, optimizer, RNG; typed PRNG keys stored as raw
+key data), `data` the training iterator position (JSON), `meta` the step and the config.
+Orbax writes each step to a temporary directory and renames it when complete, so a killed
+run never leaves a half-written checkpoint behind.
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+_KEY_PREFIX = "__prng_key__"
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def keys_to_data(tree):
+    """Replaces typed PRNG keys by their uint32 key data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def data_to_keys(tree, like):
+    """Inverse of `keys_to_data` (default PRNG impl), guided by the key leaves of `like`."""
+    return jax.tree.map(
+        lambda x, ref: jax.random.wrap_key_data(x) if _is_key(ref) else x, tree, like
+    )
+
+
+def abstract_key_data(abstract_tree):
+    """Abstract (ShapeDtypeStruct) tree matching `keys_to_data` of a concrete tree."""
+
+    def convert(x):
+        if not _is_key(x):
+            return x
+        data = jax.eval_shape(jax.random.key_data, x)
+        return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=getattr(x, "sharding", None))
+
+    return jax.tree.map(convert, abstract_tree)
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+class Checkpointer:
+    """Saves every `every` steps keeping the last `keep`; restores the latest."""
+
+    def __init__(self, workdir: str, *, every: int, keep: int):
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=max(every, 1), max_to_keep=keep, create=True
+        )
+        self.manager = ocp.CheckpointManager(
+            checkpoint_dir(workdir), options=options, item_names=("state", "data", "meta")
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: dict, data_state: dict, meta: dict, *, force=False) -> bool:
+        return self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(keys_to_data(state)),
+                data=ocp.args.JsonSave(data_state),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=force,
+        )
+
+    def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict, dict]:
+        """Restores `(state, data_state, meta)`; `abstract_state` carries target shardings."""
+        restored = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_key_data(abstract_state)),
+                data=ocp.args.JsonRestore(),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        return data_to_keys(restored.state, abstract_state), restored.data, restored.meta
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

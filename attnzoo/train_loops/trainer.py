@@ -1,0 +1,282 @@
+"""The shared training engine: one loop for every family.
+
+`Trainer(config, workdir).train()` builds the mesh, the family, the model and optimizer
+(born sharded inside `jax.jit`), then runs a jitted, donated train step built once with
+`nnx.split`/`nnx.merge`, with periodic evaluation, orbax checkpoints, logging and a
+NaN/Inf guard. Resume order: latest checkpoint in `workdir`, else `config.init_from`,
+else scratch.
+"""
+
+import contextlib
+import math
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.experimental import multihost_utils
+from tqdm import tqdm
+
+from attnzoo.train_loops import partitioning
+from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
+from attnzoo.train_loops.family import get_family
+from attnzoo.train_loops.metrics_writer import MetricsWriter
+from attnzoo.train_loops.optimizers import make_optimizer
+from attnzoo.zoo.pretrained import load_pretrained
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf."""
+
+
+def _to_pure(state: dict) -> dict:
+    return {name: nnx.to_pure_dict(s) for name, s in state.items()}
+
+
+def _from_pure(template: dict, pure: dict) -> dict:
+    out = {}
+    for name, s in template.items():
+        s = jax.tree.map(lambda x: x, s)  # a fresh copy to fill
+        nnx.replace_by_pure_dict(s, pure[name])
+        out[name] = s
+    return out
+
+
+class Trainer:
+    """Trains and evaluates the model a config describes, in `workdir`."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config, self.workdir = config, workdir
+        self.mesh = partitioning.make_mesh(config.mesh)
+        self.rules = partitioning.logical_rules(config.mesh)
+        partitioning.check_batch_size(config.train.batch_size, self.mesh)
+        partitioning.check_batch_size(config.train.eval_batch_size, self.mesh)
+        self.family = get_family(config)
+        self.tx, self.schedule = make_optimizer(config, config.train.steps)
+        with self._context():
+            model, optimizer = nnx.eval_shape(self._init_modules)
+            self.model_def, abstract_model = nnx.split(model)
+            self.opt_def, abstract_opt = nnx.split(optimizer)
+            self.abstract_state = {"model": abstract_model, "opt": abstract_opt}
+            self.shardings = partitioning.state_shardings(self.abstract_state, self.mesh)
+        self._train_step = jax.jit(
+            self._step,
+            donate_argnums=0,
+            in_shardings=(self.shardings, partitioning.batch_sharding(self.mesh)),
+            out_shardings=(self.shardings, None),
+        )
+        self._eval_step = jax.jit(self._eval, in_shardings=(self.shardings["model"], None))
+
+    # ----------------------------------------------------------------- state
+    def _context(self) -> contextlib.ExitStack:
+        """Mesh and logical rules in force while tracing, for sharding annotations."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(jax.set_mesh(self.mesh))
+        stack.enter_context(nnx.logical_axis_rules(self.rules))
+        return stack
+
+    def _init_modules(self):
+        model = self.family.build_model(rngs=nnx.Rngs(self.config.seed))
+        model.train()
+        return model, nnx.Optimizer(model, self.tx, wrt=nnx.Param)
+
+    def init_state(self) -> dict:
+        """Freshly initialised `{"model", "opt"}` state, born sharded."""
+
+        def init():
+            model, optimizer = self._init_modules()
+            return {"model": nnx.state(model), "opt": nnx.state(optimizer)}
+
+        with self._context():
+            return jax.jit(init, out_shardings=self.shardings)()
+
+    def model(self, model_state: nnx.State) -> nnx.Module:
+        """The NNX model holding `model_state` (`state["model"]`), in eval mode."""
+        model = nnx.merge(self.model_def, model_state)
+        model.eval()
+        return model
+
+    # ------------------------------------------------------------------ steps
+    def _step(self, state: dict, batch: dict):
+        model = nnx.merge(self.model_def, state["model"])
+        optimizer = nnx.merge(self.opt_def, state["opt"])
+        (loss, aux), grads = nnx.value_and_grad(self.family.loss, has_aux=True)(model, batch)
+        lr = self.schedule(optimizer.step[...])
+        optimizer.update(model, grads)
+        metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads), "lr": lr}
+        return {"model": nnx.state(model), "opt": nnx.state(optimizer)}, metrics
+
+    def _eval(self, model_state, batch: dict):
+        return self.family.eval_metrics(self.model(model_state), batch)
+
+    def train_step(self, state: dict, local_batch: dict) -> tuple[dict, dict]:
+        """One optimizer step on this process's numpy batch; `state` is donated."""
+        with self._context():
+            return self._train_step(state, partitioning.global_batch(local_batch, self.mesh))
+
+    # ------------------------------------------------------------------- eval
+    def evaluate(self, state: dict, split: str | None = None) -> dict[str, float]:
+        """Metrics over every example of `split` (default `config.data.eval_split`)."""
+        split = split or self.config.data.eval_split
+        pid, nproc = jax.process_index(), jax.process_count()
+        local_size = self.config.train.eval_batch_size // nproc
+        batches = iter(
+            self.family.make_dataset(split, train=False, process_index=pid, process_count=nproc)
+        )
+        totals: dict[str, list[float]] = {}
+        template = None
+        while True:
+            local = next(batches, None)
+            if nproc > 1:  # all processes run the same number of eval steps
+                more = multihost_utils.process_allgather(np.array(local is not None))
+                if not more.any():
+                    break
+            elif local is None:
+                break
+            if local is not None and template is None:
+                template = jax.tree.map(lambda x: np.zeros_like(x[:1]), local)
+            local = _pad_batch(
+                local if local is not None else template, local_size, empty=local is None
+            )
+            with self._context():
+                sums = self._eval_step(state["model"], partitioning.global_batch(local, self.mesh))
+            for name, (total, count) in jax.device_get(sums).items():
+                acc = totals.setdefault(name, [0.0, 0.0])
+                acc[0] += float(total)
+                acc[1] += float(count)
+        return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
+
+    # ------------------------------------------------------------------ train
+    def restore(self, checkpointer: Checkpointer, step: int) -> tuple[dict, dict, int]:
+        """`(state, data_state, step)` of checkpoint `step`, restored straight into shardings."""
+        abstract = {
+            name: jax.tree.map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                tree,
+                self.shardings[name],
+            )
+            for name, tree in self.abstract_state.items()
+        }
+        pure, data_state, meta = checkpointer.restore(step, _to_pure(abstract))
+        return _from_pure(self.abstract_state, pure), data_state, int(meta["step"])
+
+    def restore_or_init(self, checkpointer: Checkpointer, data_iter) -> tuple[dict, int]:
+        """State and step to start from: latest checkpoint, else `init_from`, else fresh."""
+        latest = checkpointer.latest_step()
+        if latest is not None:
+            state, data_state, step = self.restore(checkpointer, latest)
+            data_iter.set_state(data_state)
+            return state, step
+        state = self.init_state()
+        init_from = self.config.get("init_from", None)
+        if init_from and init_from.get("path"):
+            model = nnx.merge(self.model_def, state["model"])
+            report = load_pretrained(model, init_from.path, skip=tuple(init_from.get("skip", ())))
+            state["model"] = nnx.state(model)
+            if jax.process_index() == 0:
+                print(
+                    f"init_from {init_from.path}: loaded {len(report['loaded'])} params, "
+                    f"kept fresh init for {report['kept'] or 'none'}",
+                    flush=True,
+                )
+        return state, 0
+
+    def train(self) -> dict[str, float]:
+        """Runs to `config.train.steps`; returns the final eval metrics."""
+        cfg = self.config.train
+        pid, nproc = jax.process_index(), jax.process_count()
+        data_iter = iter(
+            self.family.make_dataset(
+                self.config.data.train_split, train=True, process_index=pid, process_count=nproc
+            )
+        )
+        checkpointer = Checkpointer(
+            self.workdir, every=cfg.checkpoint_every, keep=cfg.keep_checkpoints
+        )
+        writer = MetricsWriter(self.workdir)
+        state, step = self.restore_or_init(checkpointer, data_iter)
+        meta = {"config": self.config.to_json()}
+        pending, history = None, []
+        bar = tqdm(
+            total=cfg.steps,
+            initial=step,
+            disable=None if pid == 0 else True,
+            desc="train",
+            mininterval=2.0,
+            leave=False,
+        )
+        results = {}
+        try:
+            while step < cfg.steps:
+                state, metrics = self.train_step(state, next(data_iter))
+                step += 1
+                bar.update()
+                if pending is not None:  # check the previous step while this one runs
+                    self._check_finite(*pending, checkpointer)
+                pending = (step, metrics)
+                history.append(metrics)
+                last = step == cfg.steps
+                if step % cfg.log_every == 0 or last:
+                    self._check_finite(*pending, checkpointer)
+                    rows = jax.device_get(history)
+                    writer.write(step, "train", {k: np.mean([r[k] for r in rows]) for k in rows[0]})
+                    history = []
+                if (cfg.eval_every and step % cfg.eval_every == 0) or last:
+                    results = self.evaluate(state)
+                    writer.write(step, "eval", results)
+                if step % cfg.checkpoint_every == 0 or last:
+                    self._check_finite(*pending, checkpointer)
+                    checkpointer.save(
+                        step,
+                        _to_pure(state),
+                        data_iter.get_state(),
+                        {**meta, "step": step},
+                        force=True,
+                    )
+        finally:
+            bar.close()
+            checkpointer.close()
+            writer.close()
+        return results
+
+    def _check_finite(self, step: int, metrics: dict, checkpointer: Checkpointer) -> None:
+        loss = float(jax.device_get(metrics["loss"]))
+        if not math.isfinite(loss):
+            checkpointer.wait()
+            good = checkpointer.latest_step()
+            kept = (
+                f"last good checkpoint: step {good} in {checkpoint_dir(self.workdir)}"
+                if good is not None
+                else "no checkpoint was written"
+            )
+            raise NonFiniteLossError(
+                f"loss became {loss} at step {step}; stopped without saving ({kept})"
+            )
+
+
+def _pad_batch(batch: dict, size: int, *, empty: bool = False) -> dict:
+    """Pads the leading axis to `size` and adds `mask` (True on real examples)."""
+    n = 0 if empty else len(next(iter(batch.values())))
+    out = {
+        k: np.concatenate([v, np.zeros((size - len(v),) + v.shape[1:], v.dtype)])
+        if len(v) < size
+        else v
+        for k, v in batch.items()
+    }
+    out["mask"] = np.arange(size) < n
+    return out
+
+
+def maybe_initialize_distributed(
+    coordinator: str | None, num_processes: int, process_id: int
+) -> None:
+    """`jax.distributed.initialize` for multi-process runs (CPU uses gloo collectives)."""
+    if num_processes <= 1:
+        return
+    if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )

@@ -1,0 +1,3 @@
+"""Vision models."""
+
+from attnzoo.zoo.vision import vit  # noqa: F401

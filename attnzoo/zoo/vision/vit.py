@@ -1,0 +1,147 @@
+"""Vision Transformer (Dosovitskiy et al., 2021), following big_vision's `vit.py`.
+
+Pre-norm encoder blocks (LayerNorm eps 1e-6, GELU MLP, xavier-uniform kernels, MLP biases
+~N(0, 1e-6)), position embeddings added to the patch tokens only (big_vision; the original
+google-research ViT also adds one to the class token), a zero-initialised head.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from attnzoo.layers.mlp import Mlp, dense
+from attnzoo.layers.multi_head_attention import MultiHeadAttention
+from attnzoo.layers.norms import layer_norm
+from attnzoo.layers.patch_embed import PatchEmbed
+from attnzoo.layers.posemb import sincos_2d
+from attnzoo.zoo.registry import register
+
+PRESETS = {  # width, depth, heads, mlp_dim
+    "tiny": dict(width=192, depth=12, num_heads=3, mlp_dim=768),
+    "small": dict(width=384, depth=12, num_heads=6, mlp_dim=1536),
+    "base": dict(width=768, depth=12, num_heads=12, mlp_dim=3072),
+}
+
+
+class EncoderBlock(nnx.Module):
+    """`x + attn(ln(x))`, then `x + mlp(ln(x))`; x `[b, n, width]`."""
+
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        mlp_dim: int,
+        *,
+        dropout: float,
+        attention_impl: str,
+        record_weights: bool,
+        dtype,
+        rngs: nnx.Rngs,
+    ):
+        self.norm1 = layer_norm(width, dtype=dtype, rngs=rngs)
+        self.attn = MultiHeadAttention(
+            width,
+            num_heads,
+            impl=attention_impl,
+            record_weights=record_weights,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.norm2 = layer_norm(width, dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(width, mlp_dim, dropout=dropout, dtype=dtype, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x + self.dropout(self.attn(self.norm1(x)))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class ViT(nnx.Module):
+    """Images `[b, H, W, C]` -> logits `[b, num_classes]` (or pooled features if 0 classes)."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        image_size: tuple[int, int] = (224, 224),
+        in_channels: int = 3,
+        patch_size: int = 16,
+        width: int = 192,
+        depth: int = 12,
+        num_heads: int = 3,
+        mlp_dim: int = 768,
+        pool: str = "tok",
+        posemb: str = "learn",
+        dropout: float = 0.0,
+        attention_impl: str = "auto",
+        record_weights: bool = False,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if pool not in ("tok", "gap"):
+            raise ValueError(f"unknown pool {pool!r}; choose 'tok' (class token) or 'gap' (mean)")
+        if posemb not in ("learn", "sincos2d"):
+            raise ValueError(f"unknown posemb {posemb!r}; choose 'learn' or 'sincos2d'")
+        grid = (image_size[0] // patch_size, image_size[1] // patch_size)
+        self.pool = pool
+        self.stem = PatchEmbed(in_channels, width, patch_size, dtype=dtype, rngs=rngs)
+        if posemb == "learn":
+            init = nnx.initializers.normal(stddev=width**-0.5)
+            self.posemb = nnx.Param(
+                init(rngs.params(), (grid[0] * grid[1], width)), out_sharding=(None, "embed")
+            )
+        else:
+            self.posemb = nnx.Variable(sincos_2d(*grid, width))  # fixed, not trained
+        if pool == "tok":
+            self.cls = nnx.Param(jnp.zeros((1, 1, width)), out_sharding=(None, None, "embed"))
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        block = functools.partial(
+            EncoderBlock,
+            width,
+            num_heads,
+            mlp_dim,
+            dropout=dropout,
+            attention_impl=attention_impl,
+            record_weights=record_weights,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.blocks = nnx.List([block() for _ in range(depth)])
+        self.norm = layer_norm(width, dtype=dtype, rngs=rngs)
+        self.head = nnx.data(None)
+        if num_classes:
+            zeros = nnx.initializers.zeros_init()
+            self.head = dense(
+                width, num_classes, ("embed", "classes"), kernel_init=zeros, dtype=dtype, rngs=rngs
+            )
+
+    def features(self, images: jax.Array) -> jax.Array:
+        """Pooled, normalised representation `[b, width]`."""
+        x = self.stem(images)  # [b, gh, gw, width]
+        b, gh, gw, width = x.shape
+        x = x.reshape(b, gh * gw, width) + self.posemb[...]  # [b, n, width]
+        if self.pool == "tok":
+            x = jnp.concatenate([jnp.broadcast_to(self.cls[...], (b, 1, width)), x], axis=1)
+        x = self.dropout(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        return x[:, 0] if self.pool == "tok" else x.mean(axis=1)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = self.features(images)
+        return self.head(x) if self.head is not None else x
+
+
+def _preset(size: str):
+    def build(*, rngs: nnx.Rngs, **kwargs) -> ViT:
+        return ViT(**{**PRESETS[size], **kwargs}, rngs=rngs)
+
+    build.__doc__ = f"ViT-{size}: {PRESETS[size]}; other kwargs go to `ViT`."
+    return build
+
+
+for _size in PRESETS:
+    register(f"vit_{_size}")(_preset(_size))

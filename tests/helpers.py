@@ -1,0 +1,35 @@
+"""Shared test utilities."""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_env(devices: int = 8, **extra: str) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(extra)
+    return env
+
+
+def cli(module: str, *args: str, devices: int = 8, timeout: int = 300, env: dict | None = None):
+    """Runs `python -m module args...` in the repo; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=cli_env(devices, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def train_losses(workdir: str) -> dict[int, float]:
+    """step -> train loss from a run's metrics.jsonl (the last row wins for a step)."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}

@@ -1,0 +1,23 @@
+"""The Colab quickstart executes end to end (at a small size)."""
+
+import os
+
+import nbclient
+import nbformat
+
+from tests.helpers import REPO
+
+
+def test_quickstart_notebook_runs(tmp_path):
+    nb = nbformat.read(os.path.join(REPO, "colab", "quickstart.ipynb"), as_version=4)
+    params = next(c for c in nb.cells if c.cell_type == "code" and "STEPS =" in c.source)
+    params.source = f'STEPS = 4\nWORKDIR = r"{tmp_path / "run"}"'
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "test metrics:" in outputs and "accuracy on these 16:" in outputs
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 2  # the curves and the predictions
