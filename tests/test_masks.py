@@ -169,7 +169,7 @@ def test_shape_errors():
 
 # (t, s, block_q, block_k): divisible and partial last blocks, T < S, T > S, bq != bk, and
 # block sizes equal to / different from BlockSparse's own (4, 4).
-CASES = [(16, 16, 4, 4), (21, 11, 4, 4), (13, 13, 4, 8), (11, 21, 5, 5), (21, 11, 8, 3)]
+CASES = [(21, 11, 4, 4), (16, 16, 4, 8), (11, 21, 5, 5), (13, 13, 8, 3)]
 
 
 def _masks(t, s):
@@ -234,8 +234,12 @@ def test_masks_pass_through_jit():
     rng = np.random.default_rng(3)
     idx = jnp.asarray(rng.integers(-1, 3, (1, 1, 3, 2)), jnp.int32)
     masks = [
-        Causal(2), LocalWindow1D(1, 2), LocalWindow2D((3, 4), 1), BlockSparse(4, 4, idx),
-        Segments(jnp.asarray(rng.integers(0, 2, (2, t)))), Dense(jnp.ones((t, s), bool)),
+        Causal(2),
+        LocalWindow1D(1, 2),
+        LocalWindow2D((3, 4), 1),
+        BlockSparse(4, 4, idx),
+        Segments(jnp.asarray(rng.integers(0, 2, (2, t)))),
+        Dense(jnp.ones((t, s), bool)),
         Causal() & LocalWindow1D(2, 0),
     ]
     f = jax.jit(lambda m: m.materialize(t, s))

@@ -19,6 +19,9 @@ def _no_eager_sharding():
         yield
 
 
+rope = jax.jit(apply_rope, static_argnames=("base", "fraction"))
+
+
 def normal(shape, seed=0):
     return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
 
@@ -37,13 +40,11 @@ def np_rope(x, pos, base=10000.0):
 def test_rope_matches_complex_rotation_and_preserves_norm():
     x = normal((2, 7, 3, 8))
     pos = np.array([0, 1, 2, 5, 9, 100, 3])
-    got = apply_rope(x, jnp.asarray(pos))
+    got = rope(x, jnp.asarray(pos))
     np.testing.assert_allclose(got, np_rope(np.asarray(x, np.float64), pos), atol=1e-5)
-    np.testing.assert_allclose(
-        jnp.linalg.norm(got, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-5
-    )
+    np.testing.assert_allclose(np.linalg.norm(got, axis=-1), np.linalg.norm(x, axis=-1), rtol=1e-5)
     # [b, t] positions broadcast like [t]
-    np.testing.assert_allclose(apply_rope(x, jnp.tile(pos, (2, 1))), got, atol=1e-6)
+    np.testing.assert_allclose(rope(x, jnp.asarray(np.tile(pos, (2, 1)))), got, atol=1e-6)
     np.testing.assert_allclose(rope_frequencies(8), 10000.0 ** (-np.arange(4) / 4), rtol=1e-6)
 
 
@@ -52,8 +53,8 @@ def test_rope_scores_depend_only_on_relative_position():
     q = jnp.broadcast_to(normal((d,), 1), (1, n, 1, d))  # same vector at every position
     k = jnp.broadcast_to(normal((d,), 2), (1, n, 1, d))
     pos = jnp.arange(n)
-    qr, kr = apply_rope(q, pos)[0, :, 0], apply_rope(k, pos)[0, :, 0]
-    scores = np.asarray(qr @ kr.T)  # scores[m, n] = <rope(q, m), rope(k, n)>
+    qr, kr = np.asarray(rope(q, pos))[0, :, 0], np.asarray(rope(k, pos))[0, :, 0]
+    scores = qr @ kr.T  # scores[m, n] = <rope(q, m), rope(k, n)>
     for shift in (1, 3, 5):
         np.testing.assert_allclose(scores[shift:, shift:], scores[:-shift, :-shift], atol=1e-4)
     assert np.abs(scores[0, 1] - scores[0, 4]) > 1e-3  # but it does depend on m - n
@@ -61,41 +62,54 @@ def test_rope_scores_depend_only_on_relative_position():
 
 def test_rope_fraction_leaves_tail_untouched():
     x = normal((1, 5, 2, 12))
-    got = apply_rope(x, jnp.arange(5), fraction=0.5)  # rotates the first 6 channels
+    got = rope(x, jnp.arange(5), fraction=0.5)  # rotates the first 6 channels
     np.testing.assert_array_equal(got[..., 6:], x[..., 6:])
-    np.testing.assert_allclose(got[..., :6], apply_rope(x[..., :6], jnp.arange(5)), atol=1e-6)
+    np.testing.assert_allclose(got[..., :6], rope(x[..., :6], jnp.arange(5)), atol=1e-6)
     with pytest.raises(ValueError, match="fraction"):
-        apply_rope(x, jnp.arange(5), fraction=0.0)
+        rope(x, jnp.arange(5), fraction=0.0)
 
 
 # ----------------------------------------------------------------------------- MHA
 
 
 def make(**kw):
-    kw = {"in_features": 16, "num_heads": 4, **kw}
+    # One shared configuration (GQA 4 -> 2 heads of 4) keeps eager compiles cached across tests.
+    kw = {"in_features": 16, "num_heads": 4, "num_kv_heads": 2, **kw}
     return MultiHeadAttention(rngs=nnx.Rngs(0), **kw)
+
+
+@nnx.jit
+def apply(mha, x, context, mask):
+    return mha(x, context=context, mask=mask)
 
 
 def test_output_shape_and_cross_attention():
     mha = make(out_features=24)
-    x, ctx = normal((2, 5, 16)), normal((2, 9, 16), 1)
-    assert mha(x).shape == (2, 5, 24)
-    assert mha(x, context=ctx).shape == (2, 5, 24)
-    assert mha(x, mask=LocalWindow1D(1, 1)).shape == (2, 5, 24)
+    x, ctx = normal((2, 8, 16)), normal((2, 9, 16), 1)
+    assert apply(mha, x, None, None).shape == (2, 8, 24)
+    assert apply(mha, x, ctx, None).shape == (2, 8, 24)
+    y = apply(mha, x, None, LocalWindow1D(1, 1))
+    assert y.shape == (2, 8, 24) and np.isfinite(y).all()
+    np.testing.assert_allclose(mha(x, mask=LocalWindow1D(1, 1)), y, atol=1e-5)  # eager = jit
 
 
 def test_gqa_param_shapes_and_logical_axes():
-    mha = make(num_kv_heads=2, head_dim=8, qk_norm=True)
+    mha = make(head_dim=8, qk_norm=True)
     shapes = {
         "/".join(map(str, path)): v.shape
         for path, v in nnx.to_flat_state(nnx.state(mha, nnx.Param))
     }
     assert shapes == {
-        "query/kernel": (16, 4, 8), "query/bias": (4, 8),
-        "key/kernel": (16, 2, 8), "key/bias": (2, 8),
-        "value/kernel": (16, 2, 8), "value/bias": (2, 8),
-        "out/kernel": (4, 8, 16), "out/bias": (16,),
-        "query_norm/scale": (8,), "key_norm/scale": (8,),
+        "query/kernel": (16, 4, 8),
+        "query/bias": (4, 8),
+        "key/kernel": (16, 2, 8),
+        "key/bias": (2, 8),
+        "value/kernel": (16, 2, 8),
+        "value/bias": (2, 8),
+        "out/kernel": (4, 8, 16),
+        "out/bias": (16,),
+        "query_norm/scale": (8,),
+        "key_norm/scale": (8,),
     }
     specs = nnx.get_partition_spec(nnx.state(mha, nnx.Param))
     assert specs["query"]["kernel"].get_value() == PartitionSpec("embed", "heads", "kv")
@@ -113,23 +127,25 @@ def test_params_born_sharded_on_mesh():
     rules = (("embed", None), ("heads", "model"), ("kv", None))
     with jax.set_mesh(mesh), nnx.logical_axis_rules(rules), nnx.use_eager_sharding(True):
         mha = nnx.jit(lambda: make(num_kv_heads=4, use_bias=False))()
-    for kernel, spec in [(mha.query.kernel, (None, "model", None)),
-                         (mha.out.kernel, ("model", None, None))]:
+    for kernel, spec in [
+        (mha.query.kernel, (None, "model", None)),
+        (mha.out.kernel, ("model", None, None)),
+    ]:
         want = NamedSharding(mesh, PartitionSpec(*spec))
         assert kernel[...].sharding.is_equivalent_to(want, 3), kernel[...].sharding
 
 
 def test_record_weights():
-    x = normal((2, 6, 16))
+    x = normal((2, 8, 16))
     forward = nnx.capture(lambda m, x: m(x, mask=Causal()), nnx.Intermediate)
-    y, inter = forward(make(num_kv_heads=2, record_weights=True), x)
+    y, inter = forward(make(record_weights=True), x)
     weights = inter["attention_weights"].get_value()
     assert isinstance(weights, tuple) and len(weights) == 1
     w = weights[0]
-    assert w.shape == (2, 4, 6, 6)
+    assert w.shape == (2, 4, 8, 8)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(np.triu(np.asarray(w), 1), 0.0)
-    y_off, inter_off = forward(make(num_kv_heads=2), x)
+    y_off, inter_off = forward(make(), x)
     np.testing.assert_allclose(y_off, y, atol=1e-6)  # same params, same output
     assert not jax.tree.leaves(inter_off)
 
@@ -137,14 +153,14 @@ def test_record_weights():
 @pytest.mark.parametrize("qk_norm", [False, True])
 def test_qk_norm_runs(qk_norm):
     mha = make(qk_norm=qk_norm, use_rope=True)
-    y = mha(normal((2, 5, 16)), mask=Causal())
-    assert y.shape == (2, 5, 16) and np.isfinite(y).all()
+    y = mha(normal((2, 8, 16)), mask=Causal())
+    assert y.shape == (2, 8, 16) and np.isfinite(y).all()
     assert hasattr(mha.query_norm, "scale") == qk_norm
 
 
 def test_kv_cache_decoding_equals_full_causal_forward():
     b, t, max_len = 2, 8, 10
-    mha = make(num_heads=4, num_kv_heads=2, use_rope=True, qk_norm=True)
+    mha = make(use_rope=True, qk_norm=True)  # GQA: 4 query heads, 2 kv heads
     x = normal((b, t, 16), 3)
     full = mha(x, mask=Causal())
 

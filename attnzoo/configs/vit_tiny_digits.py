@@ -8,12 +8,15 @@ training on 2 CPU cores; see benchmarks/README.md for the measured figures.
 """
 
 from attnzoo.configs._common import base_config, smoke
+from attnzoo.zoo.vision.vit import PRESETS
 
 
 def get_config(arg: str | None = None):
     c = base_config()
     c.family = "vision"
-    c.model.update(name="vit_tiny", patch_size=2, pool="tok", posemb="learn", dropout=0.0)
+    c.model.update(
+        name="vit_tiny", **PRESETS["tiny"], patch_size=2, pool="tok", posemb="learn", dropout=0.0
+    )
     c.data.update(name="digits", augment=True)
     c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.05, clip_norm=1.0)
     c.schedule.update(name="warmup_cosine", warmup_steps=30)

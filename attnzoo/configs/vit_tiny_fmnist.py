@@ -8,12 +8,15 @@ on 2 CPU cores (benchmarks/vit_fmnist.py measures it).
 """
 
 from attnzoo.configs._common import base_config, smoke
+from attnzoo.zoo.vision.vit import PRESETS
 
 
 def get_config(arg: str | None = None):
     c = base_config()
     c.family = "vision"
-    c.model.update(name="vit_tiny", patch_size=4, pool="gap", posemb="sincos2d", dropout=0.0)
+    c.model.update(
+        name="vit_tiny", **PRESETS["tiny"], patch_size=4, pool="gap", posemb="sincos2d", dropout=0.0
+    )
     c.data.update(name="fashion_mnist", augment=True)
     c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.05, clip_norm=1.0)
     c.schedule.update(name="warmup_cosine", warmup_steps=200)

@@ -80,8 +80,7 @@ def _check_inputs(q, k, v, mask, bias) -> None:
     hkv = k.shape[2]
     if hq % hkv:
         raise ValueError(
-            f"query heads ({hq}) must be a multiple of kv heads ({hkv}); "
-            f"q={q.shape}, k={k.shape}"
+            f"query heads ({hq}) must be a multiple of kv heads ({hkv}); q={q.shape}, k={k.shape}"
         )
     s = k.shape[1]
     if mask is not None:
@@ -345,8 +344,14 @@ def _pallas_fn(mask: Mask | None):
     return PALLAS_IMPLS.get(type(mask))
 
 
-def resolve_impl(mask: Mask | None, *, bias=None, backend: str | None = None,
-                 q_len: int | None = None, kv_len: int | None = None) -> str:
+def resolve_impl(
+    mask: Mask | None,
+    *,
+    bias=None,
+    backend: str | None = None,
+    q_len: int | None = None,
+    kv_len: int | None = None,
+) -> str:
     """The implementation ``impl="auto"`` runs, in order of preference:
 
     1. ``"pallas"`` if a kernel is registered for ``type(mask)`` and the backend is gpu/tpu;
@@ -370,8 +375,16 @@ def resolve_impl(mask: Mask | None, *, bias=None, backend: str | None = None,
     return "reference"
 
 
-def attend(q, k, v, *, mask: Mask | None = None, scale: float | None = None,
-           impl: str = "auto", bias: jax.Array | None = None) -> jax.Array:
+def attend(
+    q,
+    k,
+    v,
+    *,
+    mask: Mask | None = None,
+    scale: float | None = None,
+    impl: str = "auto",
+    bias: jax.Array | None = None,
+) -> jax.Array:
     """Scaled dot-product attention ``softmax(q k^T * scale + bias, masked) v``.
 
     Args:

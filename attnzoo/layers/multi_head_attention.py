@@ -3,7 +3,9 @@
 The math is :func:`attnzoo.layers.attention.attend`; this layer only projects, positions and
 caches. Param logical axes: q/k/v kernels ``("embed", "heads", "kv")``, their biases
 ``("heads", "kv")``, out kernel ``("heads", "kv", "embed")``, out bias ``("embed",)``,
-qk-norm scales ``("kv",)``.
+qk-norm scales ``("kv",)``. Under flax's default eager sharding, build the layer inside
+``jax.set_mesh(mesh)`` + ``nnx.logical_axis_rules(rules)`` (params are born sharded), or
+within ``nnx.use_eager_sharding(False)`` when no mesh is wanted.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class MultiHeadAttention(nnx.Module):
       qk_norm: RMSNorm over ``head_dim`` of q and k (after projection, before RoPE).
       use_rope: rotary embedding (rotate-half) on q and k; ``rope_base``, ``rope_fraction``.
       impl: passed to :func:`attend`.
-      record_weights: sow ``[b, h, t, s]`` probabilities as ``nnx.Intermediate``
-        ``"attention_weights"``.
+      record_weights: sow the float32 ``[b, h, t, s]`` probabilities as ``nnx.Intermediate``
+        ``"attention_weights"``; collect them with ``nnx.capture(fn, nnx.Intermediate)``
+        (sowing outside ``nnx.capture`` is deprecated in flax 0.12).
       kernel_init: default ``xavier_uniform`` (fan-in/out of the flattened 2-D kernel).
     """
 
@@ -60,7 +63,9 @@ class MultiHeadAttention(nnx.Module):
     ):
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if num_heads % num_kv_heads:
-            raise ValueError(f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}")
+            raise ValueError(
+                f"num_heads={num_heads} is not a multiple of num_kv_heads={num_kv_heads}"
+            )
         if head_dim is None:
             if in_features % num_heads:
                 raise ValueError(
@@ -75,25 +80,37 @@ class MultiHeadAttention(nnx.Module):
 
         def proj(heads):
             return nnx.LinearGeneral(
-                in_features, (heads, head_dim), use_bias=use_bias, dtype=dtype,
+                in_features,
+                (heads, head_dim),
+                use_bias=use_bias,
+                dtype=dtype,
                 param_dtype=param_dtype,
                 kernel_init=nnx.with_partitioning(kernel_init, ("embed", "heads", "kv")),
-                bias_init=nnx.with_partitioning(bias_init, ("heads", "kv")), rngs=rngs,
+                bias_init=nnx.with_partitioning(bias_init, ("heads", "kv")),
+                rngs=rngs,
             )
 
         self.query = proj(num_heads)  # kernel [embed, h, d]
         self.key = proj(num_kv_heads)  # kernel [embed, hkv, d]
         self.value = proj(num_kv_heads)  # kernel [embed, hkv, d]
         self.out = nnx.LinearGeneral(
-            (num_heads, head_dim), out_features, axis=(-2, -1), use_bias=use_bias, dtype=dtype,
+            (num_heads, head_dim),
+            out_features,
+            axis=(-2, -1),
+            use_bias=use_bias,
+            dtype=dtype,
             param_dtype=param_dtype,
             kernel_init=nnx.with_partitioning(kernel_init, ("heads", "kv", "embed")),
-            bias_init=nnx.with_partitioning(bias_init, ("embed",)), rngs=rngs,
+            bias_init=nnx.with_partitioning(bias_init, ("embed",)),
+            rngs=rngs,
         )  # kernel [h, d, out]
         if qk_norm:
+
             def norm():
                 return nnx.RMSNorm(
-                    head_dim, dtype=dtype, param_dtype=param_dtype,
+                    head_dim,
+                    dtype=dtype,
+                    param_dtype=param_dtype,
                     scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("kv",)),
                     rngs=rngs,
                 )
@@ -127,8 +144,9 @@ class MultiHeadAttention(nnx.Module):
         """Attend from ``x`` ``[b, t, embed]`` to ``context`` ``[b, s, embed]`` (default ``x``).
 
         Args:
-          mask: a Mask over ``[t, s]``; with ``decode`` over ``[t, max_length]`` and combined
-            with the cache's causal mask.
+          mask: a Mask over ``[t, s]``. With ``decode`` it spans ``[t, max_length]`` and is
+            combined with the cache's causal mask; its query rows are the new tokens
+            ``0..t-1`` (not their absolute positions), keys are cache slots.
           positions: int ``[b, t]`` or ``[t]`` for RoPE; default ``arange(t)`` (+ cache index
             when decoding).
           context_positions: RoPE positions of ``context`` keys (default ``arange(s)``).

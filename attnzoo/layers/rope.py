@@ -33,8 +33,9 @@ def rope_frequencies(rot_dim: int, base: float = 10000.0) -> jax.Array:
     return base ** (-jnp.arange(0, rot_dim, 2, dtype=jnp.float32) / rot_dim)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, *, base: float = 10000.0,
-               fraction: float = 1.0) -> jax.Array:
+def apply_rope(
+    x: jax.Array, positions: jax.Array, *, base: float = 10000.0, fraction: float = 1.0
+) -> jax.Array:
     """Rotate ``x`` ``[b, t, h, d]`` by integer ``positions`` ``[b, t]`` or ``[t]``.
 
     Computed in float32, returned in ``x.dtype``.

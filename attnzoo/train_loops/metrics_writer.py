@@ -61,15 +61,14 @@ def plot_curves(metrics_path: str, out_path: str) -> None:
             ys.append(value)
     if not series:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): leaves the caller's matplotlib backend alone.
+    from matplotlib.figure import Figure
 
     names = sorted(series)
     cols = min(3, len(names))
     rows_n = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 3 * rows_n))
+    axes = fig.subplots(rows_n, cols, squeeze=False)
     for ax, name in zip(axes.flat, names):
         for split, (xs, ys) in series[name].items():
             ax.plot(xs, ys, label=split, marker="." if len(xs) < 30 else None)
@@ -80,4 +79,3 @@ def plot_curves(metrics_path: str, out_path: str) -> None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
-    plt.close(fig)
