@@ -44,6 +44,7 @@ def test_overrides_are_typed():
     "spec, overrides, message",
     [
         ("vit_tiny_digit", {}, "unknown config 'vit_tiny_digit'; closest: vit_tiny_digits"),
+    ("vit_tiny_digits:tiny", {}, "unknown argument 'tiny' for config vit_tiny_digits"),
         ("vit_tiny_digits", {"train.stepz": "3"}, "train has no field 'stepz'; closest: steps"),
         ("vit_tiny_digits", {"trian.steps": "3"}, "config has no field 'trian'; closest: train"),
         ("vit_tiny_digits", {"train.steps": "ten"}, "'ten' is not an int"),

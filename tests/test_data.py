@@ -141,13 +141,16 @@ def test_normalisation_constants(name, tfds_root, request):
     source = pipeline.RecordSource(builder, "train")
     pixels = np.stack([source[i]["image"] for i in range(len(source))]) / spec.pixel_max
     assert abs(pixels.mean() - spec.mean) < 1e-3 and abs(pixels.std() - spec.std) < 1e-3
-    # The fast reader/decoder agrees with TFDS's data source.
+    # The fast reader/decoder and the in-memory copy agree with TFDS's data source.
     reference = builder.as_data_source()["train"]
+    in_memory = pipeline.InMemorySource(source)
+    assert len(in_memory) == len(source) == len(reference)
     for i in [0, 1, len(source) // 2, len(source) - 1]:
-        got, want = source[i], reference[i]
-        assert set(got) == set(want)
-        for key in want:
-            np.testing.assert_array_equal(got[key], want[key])
+        want = reference[i]
+        for got in (source[i], in_memory[i]):
+            assert set(got) == set(want)
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key])
 
 
 # --- fashion_mnist ----------------------------------------------------------------------

@@ -93,6 +93,27 @@ def test_output_shape_and_cross_attention():
     np.testing.assert_allclose(mha(x, mask=LocalWindow1D(1, 1)), y, atol=1e-5)  # eager = jit
 
 
+def test_self_attention_matches_the_definition():
+    """softmax(q k^T / sqrt(d)) v with q = x Wq + bq, ... (GQA: kv head = query head // 2),
+    computed with numpy from the layer's params, against the layer (fused q/k/v matmul)."""
+    mha = make()
+    for m in (mha.query, mha.key, mha.value, mha.out):  # non-zero biases
+        m.bias[...] = normal(m.bias[...].shape, 3)
+    x = normal((2, 5, 16), 2)
+    p = lambda m, name: np.asarray(getattr(m, name)[...], np.float64)
+    xn = np.asarray(x, np.float64)
+    q = np.einsum("bte,ehd->bthd", xn, p(mha.query, "kernel")) + p(mha.query, "bias")
+    k = np.einsum("bte,ehd->bthd", xn, p(mha.key, "kernel")) + p(mha.key, "bias")
+    v = np.einsum("bte,ehd->bthd", xn, p(mha.value, "kernel")) + p(mha.value, "bias")
+    k, v = np.repeat(k, 2, axis=2), np.repeat(v, 2, axis=2)
+    logits = np.einsum("bthd,bshd->bhts", q, k) / np.sqrt(4)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    heads = np.einsum("bhts,bshd->bthd", weights, v)
+    expected = np.einsum("bthd,hde->bte", heads, p(mha.out, "kernel")) + p(mha.out, "bias")
+    np.testing.assert_allclose(mha(x), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_gqa_param_shapes_and_logical_axes():
     mha = make(head_dim=8, qk_norm=True)
     shapes = {

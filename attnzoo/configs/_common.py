@@ -2,6 +2,7 @@
 
 import ml_collections
 
+from attnzoo.configs import ConfigError
 from attnzoo.train_loops.partitioning import DEFAULT_RULES
 
 
@@ -44,6 +45,23 @@ def base_config() -> ml_collections.ConfigDict:
         {"shape": (-1, 1, 1), "axes": ("data", "fsdp", "model"), "rules": DEFAULT_RULES}
     )
     c.init_from = ml_collections.ConfigDict({"path": "", "skip": ()})
+    return c
+
+
+# A ViT small enough for one-step smoke runs.
+TINY_VIT = {"width": 32, "depth": 1, "num_heads": 2, "mlp_dim": 64}
+
+
+def with_variant(
+    c: ml_collections.ConfigDict, name: str, arg: str | None, *, smoke_model: dict
+) -> ml_collections.ConfigDict:
+    """Applies `NAME:arg`: `smoke` shrinks the run to one step of a tiny model
+    (`smoke_model` overrides `c.model`) for tests; no arg keeps the full config."""
+    if arg == "smoke":
+        c.model.update(smoke_model)
+        return smoke(c)
+    if arg:
+        raise ConfigError(f"unknown argument {arg!r} for config {name}; use 'smoke' or none")
     return c
 
 

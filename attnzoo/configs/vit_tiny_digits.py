@@ -7,7 +7,7 @@ augmentation. Reaches >= 95% test accuracy (360 held-out digits) in under a minu
 training on 2 CPU cores; see benchmarks/README.md for the measured figures.
 """
 
-from attnzoo.configs._common import base_config, smoke
+from attnzoo.configs._common import TINY_VIT, base_config, with_variant
 from attnzoo.zoo.vision.vit import PRESETS
 
 
@@ -29,9 +29,4 @@ def get_config(arg: str | None = None):
         checkpoint_every=100,
         label_smoothing=0.1,
     )
-    if arg == "smoke":
-        smoke(c)
-        c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64)
-    elif arg:
-        raise ValueError(f"unknown argument {arg!r} for vit_tiny_digits; use 'smoke' or none")
-    return c
+    return with_variant(c, "vit_tiny_digits", arg, smoke_model=TINY_VIT)

@@ -7,7 +7,7 @@ Needs the Fashion-MNIST files in `$ATTNZOO_DATA_DIR/images/fashion_mnist/` (or
 on 2 CPU cores (benchmarks/vit_fmnist.py measures it).
 """
 
-from attnzoo.configs._common import base_config, smoke
+from attnzoo.configs._common import TINY_VIT, base_config, with_variant
 from attnzoo.zoo.vision.vit import PRESETS
 
 
@@ -15,23 +15,18 @@ def get_config(arg: str | None = None):
     c = base_config()
     c.family = "vision"
     c.model.update(
-        name="vit_tiny", **PRESETS["tiny"], patch_size=4, pool="gap", posemb="sincos2d", dropout=0.0
+        name="vit_tiny", **PRESETS["tiny"], patch_size=14, pool="gap", posemb="learn", dropout=0.0
     )
-    c.data.update(name="fashion_mnist", augment=True)
-    c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.05, clip_norm=1.0)
-    c.schedule.update(name="warmup_cosine", warmup_steps=200)
+    c.data.update(name="fashion_mnist", augment=False)
+    c.optimizer.update(name="adamw", learning_rate=2e-3, weight_decay=0.05, clip_norm=1.0)
+    c.schedule.update(name="warmup_cosine", warmup_steps=80)
     c.train.update(
-        steps=4000,
-        batch_size=256,
+        steps=780,
+        batch_size=512,
         eval_batch_size=1000,
         log_every=100,
         eval_every=1000,
         checkpoint_every=500,
-        label_smoothing=0.1,
+        label_smoothing=0.0,
     )
-    if arg == "smoke":
-        smoke(c)
-        c.model.update(width=32, depth=1, num_heads=2, mlp_dim=64)
-    elif arg:
-        raise ValueError(f"unknown argument {arg!r} for vit_tiny_fmnist; use 'smoke' or none")
-    return c
+    return with_variant(c, "vit_tiny_fmnist", arg, smoke_model=TINY_VIT)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
+from attnzoo.data.image_builder import ImageClassificationBuilder
+
 NAME = "digits"
 NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 1)
@@ -45,33 +47,14 @@ def split_indices() -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "test": np.sort(test)}
 
 
-class AttnzooDigits(tfds.core.GeneratorBasedBuilder):
+class AttnzooDigits(ImageClassificationBuilder):
     """scikit-learn digits, 8×8×1 uint8 (0..16), stratified 1437/360 split."""
 
     name = "attnzoo_digits"
     VERSION = tfds.core.Version("1.0.0")
+    IMAGE_SHAPE = IMAGE_SHAPE
+    HOMEPAGE = "https://archive.ics.uci.edu/dataset/80"
     RELEASE_NOTES = {"1.0.0": "Stratified 1437/360 split with random_state=0."}
-    # No TFDS download manager checksums: without this, TFDS 4.9.10 locates a checksums file
-    # next to the builder's code via `importlib_resources`, which is not installed on 3.11.
-    url_infos = None
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(
-                        shape=IMAGE_SHAPE, dtype=np.uint8, encoding="bytes"
-                    ),
-                    "label": tfds.features.Tensor(shape=(), dtype=np.int64),
-                    "index": tfds.features.Tensor(shape=(), dtype=np.int64),
-                }
-            ),
-            supervised_keys=("image", "label"),
-            homepage="https://archive.ics.uci.edu/dataset/80",
-            disable_shuffling=True,
-        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # The data ships with scikit-learn.

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attnzoo.data import paths
+from attnzoo.data.image_builder import ImageClassificationBuilder
 
 NAME = "fashion_mnist"
 NUM_CLASSES = 10
@@ -139,39 +140,20 @@ def read_idx(path: Path) -> np.ndarray:
     return payload.reshape(shape)
 
 
-class AttnzooFashionMnist(tfds.core.GeneratorBasedBuilder):
+class AttnzooFashionMnist(ImageClassificationBuilder):
     """Fashion-MNIST, 28×28×1 uint8, official 60k/10k split, read from the IDX files."""
 
     name = "attnzoo_fashion_mnist"
     VERSION = tfds.core.Version("1.0.0")
+    IMAGE_SHAPE = IMAGE_SHAPE
+    HOMEPAGE = "https://github.com/zalandoresearch/fashion-mnist"
+    CITATION = "Xiao, Rasul, Vollgraf. Fashion-MNIST. arXiv:1708.07747, 2017."
     RELEASE_NOTES = {"1.0.0": "Official IDX files, file order, uint8 0..255."}
-    # No TFDS download manager checksums: without this, TFDS 4.9.10 locates a checksums file
-    # next to the builder's code via `importlib_resources`, which is not installed on 3.11.
-    url_infos = None
 
     def __init__(self, *, raw_dir: str | os.PathLike[str] | None = None, **kwargs):
         """`raw_dir`: where the raw files are (see `find_raw_files`); only read to prepare."""
         self._raw_dir = raw_dir
         super().__init__(**kwargs)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Tensor(
-                        shape=IMAGE_SHAPE, dtype=np.uint8, encoding="bytes"
-                    ),
-                    "label": tfds.features.Tensor(shape=(), dtype=np.int64),
-                    "index": tfds.features.Tensor(shape=(), dtype=np.int64),
-                }
-            ),
-            supervised_keys=("image", "label"),
-            homepage="https://github.com/zalandoresearch/fashion-mnist",
-            citation="Xiao, Rasul, Vollgraf. Fashion-MNIST. arXiv:1708.07747, 2017.",
-            disable_shuffling=True,
-        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # Raw files are found/downloaded and verified by find_raw_files.

@@ -118,6 +118,14 @@ class RecordSource:
         position = self._files[shard][1] + index - self._starts[shard]
         return self._decode(self._reader(shard).read(position, position + 1)[0])
 
+    def read_all(self) -> list[dict[str, np.ndarray]]:
+        """Every example in order, each shard read in one bulk call."""
+        rows = []
+        for shard, (_, skip) in enumerate(self._files):
+            take = self._starts[shard + 1] - self._starts[shard]
+            rows.extend(self._decode(r) for r in self._reader(shard).read(skip, skip + take))
+        return rows
+
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_readers"], state["_lock"], state["_decode"]
@@ -129,6 +137,25 @@ class RecordSource:
 
     def __repr__(self) -> str:
         return f"RecordSource({self._name}, {len(self)} examples)"
+
+
+class InMemorySource:
+    """A whole split of a `RecordSource`, read in bulk and decoded once into stacked numpy
+    arrays; `source[i]` is then a row lookup (same examples, same order)."""
+
+    def __init__(self, source: RecordSource):
+        rows = source.read_all()
+        self._arrays = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+        self._name = source._name
+
+    def __len__(self) -> int:
+        return len(next(iter(self._arrays.values())))
+
+    def __getitem__(self, index) -> dict[str, np.ndarray]:
+        return {key: array[index] for key, array in self._arrays.items()}
+
+    def __repr__(self) -> str:
+        return f"InMemorySource({self._name}, {len(self)} examples)"
 
 
 class Augment(grain.transforms.RandomMap):
@@ -154,7 +181,8 @@ class Augment(grain.transforms.RandomMap):
 
 
 class Normalize(grain.transforms.Map):
-    """uint8 example → `{"image": (x / pixel_max - mean) / std (float32), "label": int32}`."""
+    """uint8 batch → `{"image": (x / pixel_max - mean) / std (float32), "label": int32}`
+    (vectorised: applied to whole batches, not per example)."""
 
     def __init__(self, pixel_max: float, mean: float, std: float, with_index: bool):
         self.scale = np.float32(1.0 / (pixel_max * std))
@@ -164,10 +192,10 @@ class Normalize(grain.transforms.Map):
     def map(self, element: dict) -> dict:
         out = {
             "image": np.asarray(element["image"], np.float32) * self.scale - self.shift,
-            "label": np.int32(element["label"]),
+            "label": np.asarray(element["label"], np.int32),
         }
         if self.with_index:
-            out["index"] = np.int32(element["index"])
+            out["index"] = np.asarray(element["index"], np.int32)
         return out
 
 
@@ -192,6 +220,7 @@ def make_dataset(
     augment: bool = False,
     with_index: bool = False,
     prefetch: int = 0,
+    in_memory: bool = True,
 ) -> grain.IterDataset:
     """The batched grain dataset of `name[split]` for this process (see module docstring).
 
@@ -212,6 +241,9 @@ def make_dataset(
       with_index: also return `index`, each example's row in the original data.
       prefetch: batches prepared ahead in as many background threads (0: none, batches
         are computed on `next`).
+      in_memory: decode the split once into numpy arrays (`InMemorySource`): ~30x less
+        host time per example than reading records, at the cost of holding the split in
+        RAM (Fashion-MNIST: 55 MB). Turn off for datasets that do not fit.
 
     Returns:
       An IterDataset; `it = iter(ds)`, `it.get_state()` / `it.set_state(state)`.
@@ -228,7 +260,10 @@ def make_dataset(
         raise ValueError(f"seed={seed} must be in [0, 2**32)")
 
     builder = registry.prepare(name, tfds_dir=tfds_dir, data_dir=data_dir)
-    ds = grain.MapDataset.source(RecordSource(builder, split))[rows].seed(seed)
+    source = RecordSource(builder, split)
+    if in_memory:
+        source = InMemorySource(source)
+    ds = grain.MapDataset.source(source)[rows].seed(seed)
     if shuffle:
         ds = ds.shuffle()
     if repeat:
@@ -236,8 +271,8 @@ def make_dataset(
     if augment and (spec.augment_pad or spec.augment_flip):
         ds = ds.random_map(Augment(spec.augment_pad, spec.augment_flip))
     ds = ds[process_index::process_count]
-    ds = ds.map(Normalize(spec.pixel_max, spec.mean, spec.std, with_index))
     ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder)
+    ds = ds.map(Normalize(spec.pixel_max, spec.mean, spec.std, with_index))
     read_options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
     return ds.to_iter_dataset(read_options)
 

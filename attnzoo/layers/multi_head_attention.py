@@ -128,6 +128,17 @@ class MultiHeadAttention(nnx.Module):
         self.cached_value = nnx.Cache(jnp.zeros(shape, dtype))
         self.cache_index = nnx.Cache(jnp.array(0, dtype=jnp.int32))
 
+    def _project_qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Self-attention q, k, v ``[b, t, h|hkv, d]`` from one matmul over the concatenated
+        kernels (one large GEMM is markedly faster than three small ones on CPU)."""
+        layers = (self.query, self.key, self.value)
+        kernel = jnp.concatenate([m.kernel[...] for m in layers], axis=1)  # [e, h+2hkv, d]
+        qkv = jnp.einsum("bte,ehd->bthd", x.astype(self.dtype), kernel.astype(self.dtype))
+        if self.query.bias is not None:
+            qkv = qkv + jnp.concatenate([m.bias[...] for m in layers], axis=0).astype(self.dtype)
+        h, hkv = self.num_heads, self.num_kv_heads
+        return qkv[:, :, :h], qkv[:, :, h : h + hkv], qkv[:, :, h + hkv :]
+
     def _rope(self, x, positions):
         return apply_rope(x, positions, base=self.rope_base, fraction=self.rope_fraction)
 
@@ -160,9 +171,12 @@ class MultiHeadAttention(nnx.Module):
         t = x.shape[1]
         self_attention = context is None
         context = x if self_attention else context
-        q = self.query(x)  # [b, t, h, d]
-        k = self.key(context)  # [b, s, hkv, d]
-        v = self.value(context)  # [b, s, hkv, d]
+        if self_attention:
+            q, k, v = self._project_qkv(x)
+        else:
+            q = self.query(x)  # [b, t, h, d]
+            k = self.key(context)  # [b, s, hkv, d]
+            v = self.value(context)  # [b, s, hkv, d]
         if self.query_norm is not None:
             q, k = self.query_norm(q), self.key_norm(k)
 

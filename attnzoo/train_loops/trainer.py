@@ -235,6 +235,9 @@ class Trainer:
                         {**meta, "step": step},
                         force=True,
                     )
+            if not results:  # resumed a finished run: report its metrics again
+                results = self.evaluate(state)
+                writer.write(step, "eval", results)
         finally:
             bar.close()
             checkpointer.close()
