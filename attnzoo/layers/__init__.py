@@ -1,0 +1,42 @@
+"""Shared NNX building blocks: the attention core (structured masks, `attend`,
+`MultiHeadAttention`, RoPE), norms, MLPs, patch and position embeddings."""
+
+from attnzoo.layers.attention import attend, attention_weights
+from attnzoo.layers.masks import (
+    And,
+    BlockLists,
+    BlockSparse,
+    Causal,
+    Dense,
+    LocalWindow1D,
+    LocalWindow2D,
+    Mask,
+    Segments,
+)
+from attnzoo.layers.mlp import Mlp
+from attnzoo.layers.multi_head_attention import MultiHeadAttention
+from attnzoo.layers.norms import layer_norm, rms_norm
+from attnzoo.layers.patch_embed import PatchEmbed
+from attnzoo.layers.posemb import sincos_2d
+from attnzoo.layers.rope import apply_rope
+
+__all__ = [
+    "And",
+    "BlockLists",
+    "BlockSparse",
+    "Causal",
+    "Dense",
+    "LocalWindow1D",
+    "LocalWindow2D",
+    "Mask",
+    "Mlp",
+    "MultiHeadAttention",
+    "PatchEmbed",
+    "Segments",
+    "apply_rope",
+    "attend",
+    "attention_weights",
+    "layer_norm",
+    "rms_norm",
+    "sincos_2d",
+]

@@ -69,28 +69,3 @@ class Mlp(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = _ACTIVATIONS[self.activation](self.fc1(x))  # [..., mlp]
         return self.fc2(self.dropout(h))
-
-
-class GatedMlp(nnx.Module):
-    """SwiGLU-style `down(act(gate(x)) * up(x))`, x `[..., embed]` (Shazeer, 2020)."""
-
-    def __init__(
-        self,
-        features: int,
-        hidden: int,
-        *,
-        activation: str = "silu",
-        dtype=jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        self.activation = activation
-        self.gate = dense(
-            features, hidden, ("embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs
-        )
-        self.up = dense(features, hidden, ("embed", "mlp"), use_bias=False, dtype=dtype, rngs=rngs)
-        self.down = dense(
-            hidden, features, ("mlp", "embed"), use_bias=False, dtype=dtype, rngs=rngs
-        )
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.down(_ACTIVATIONS[self.activation](self.gate(x)) * self.up(x))

@@ -27,11 +27,3 @@ def rms_norm(features: int, *, eps: float = 1e-6, dtype=jnp.float32, rngs: nnx.R
         scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
         rngs=rngs,
     )
-
-
-def make_norm(kind: str, features: int, **kwargs) -> nnx.Module:
-    """`kind` is `"layernorm"` or `"rmsnorm"`."""
-    makers = {"layernorm": layer_norm, "rmsnorm": rms_norm}
-    if kind not in makers:
-        raise ValueError(f"unknown norm {kind!r}; choose one of {sorted(makers)}")
-    return makers[kind](features, **kwargs)
