@@ -48,9 +48,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     trainer = Trainer(_config((2, 4, 1)), str(tmp_path))
     state, _ = _run_steps(trainer, 2)
     checkpointer = Checkpointer(str(tmp_path), every=1, keep=1)
-    from attnzoo.train_loops.trainer import _to_pure
-
-    checkpointer.save(2, _to_pure(state), {"next_index": 64}, {"step": 2})
+    trainer.save(checkpointer, 2, state, {"next_index": 64})
     checkpointer.wait()
     restored, data_state, step = trainer.restore(checkpointer, 2)
     checkpointer.close()

@@ -162,6 +162,11 @@ class Trainer:
         pure, data_state, meta = checkpointer.restore(step, _to_pure(abstract))
         return _from_pure(self.abstract_state, pure), data_state, int(meta["step"])
 
+    def save(self, checkpointer: Checkpointer, step: int, state: dict, data_state: dict) -> None:
+        """Checkpoints `state` and the data position at `step` (with the config)."""
+        meta = {"config": self.config.to_json(), "step": step}
+        checkpointer.save(step, _to_pure(state), data_state, meta, force=True)
+
     def restore_or_init(self, checkpointer: Checkpointer, data_iter) -> tuple[dict, int]:
         """State and step to start from: latest checkpoint, else `init_from`, else fresh."""
         latest = checkpointer.latest_step()
@@ -197,7 +202,6 @@ class Trainer:
         )
         writer = MetricsWriter(self.workdir)
         state, step = self.restore_or_init(checkpointer, data_iter)
-        meta = {"config": self.config.to_json()}
         pending, history = None, []
         bar = tqdm(
             total=cfg.steps,
@@ -228,13 +232,7 @@ class Trainer:
                     writer.write(step, "eval", results)
                 if step % cfg.checkpoint_every == 0 or last:
                     self._check_finite(*pending, checkpointer)
-                    checkpointer.save(
-                        step,
-                        _to_pure(state),
-                        data_iter.get_state(),
-                        {**meta, "step": step},
-                        force=True,
-                    )
+                    self.save(checkpointer, step, state, data_iter.get_state())
             if not results:  # resumed a finished run: report its metrics again
                 results = self.evaluate(state)
                 writer.write(step, "eval", results)
