@@ -31,17 +31,26 @@ def main() -> None:
         sys.exit(f"make demo failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     with open(os.path.join(clone, "runs", "vit_tiny_digits", "final_eval.json")) as f:
         results = json.load(f)
-    rows = [("make demo wall time (s)", wall), ("test accuracy", results["accuracy"]),
-            ("test loss", results["loss"])]
+    rows = [
+        ("make demo wall time (s)", wall),
+        ("test accuracy", results["accuracy"]),
+        ("test loss", results["loss"]),
+    ]
     width = max(len(k) for k, _ in rows)
     print("\nmake demo on a fresh clone\n" + "-" * (width + 12))
     for key, value in rows:
         print(f"{key:<{width}}  {value:.4g}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"title": "make demo on a fresh clone", **dict(rows),
-                       "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}},
-                      f, indent=1)
+            json.dump(
+                {
+                    "title": "make demo on a fresh clone",
+                    **dict(rows),
+                    "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

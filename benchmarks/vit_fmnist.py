@@ -17,8 +17,6 @@ import sys
 import tempfile
 import time
 
-import jax
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine, matmul_peak_flops, report  # noqa: E402
 
@@ -29,13 +27,13 @@ from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
 def step_flops(trainer: Trainer) -> float:
     """FLOPs of one compiled train step (XLA cost analysis)."""
-    batch = next(iter(trainer.family.make_dataset("train", train=True, process_index=0,
-                                                  process_count=1)))
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            trainer.abstract_state, trainer.shardings)
+    batch = next(
+        iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
+    )
     with trainer._context():
         compiled = trainer._train_step.lower(
-            abstract, partitioning.global_batch(batch, trainer.mesh)).compile()
+            trainer.sharded_abstract_state(), partitioning.global_batch(batch, trainer.mesh)
+        ).compile()
     return float(compiled.cost_analysis()["flops"])
 
 
@@ -46,7 +44,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args, rest = parser.parse_known_args()
     config = load_config(args.config)
-    apply_overrides(config, dict(r[len("--config."):].split("=", 1) for r in rest))
+    apply_overrides(config, dict(r[len("--config.") :].split("=", 1) for r in rest))
     config.train.eval_every = 0  # one eval at the end: the timing covers training only
     workdir = args.workdir or tempfile.mkdtemp(prefix="vit_fmnist_")
     shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
@@ -78,8 +76,12 @@ def main() -> None:
         ("f32 matmul peak GFLOP/s", peak / 1e9),
         ("fraction of matmul peak", achieved / peak),
     ]
-    report(f"{args.config} on Fashion-MNIST", figures, args.out,
-           {"machine": machine(), "config": config.to_dict()})
+    report(
+        f"{args.config} on Fashion-MNIST",
+        figures,
+        args.out,
+        {"machine": machine(), "config": config.to_dict()},
+    )
 
 
 if __name__ == "__main__":

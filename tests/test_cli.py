@@ -16,7 +16,7 @@ def test_every_config_has_a_docstring_and_smoke_variant():
         assert config.family and config.model.name and config.data.name, name
 
 
-def test_load_by_path_with_arg(tmp_path):
+def test_load_by_path_with_arg():
     from attnzoo.configs import config_path
 
     config = load_config(f"{config_path('vit_tiny_digits')}:smoke")
@@ -44,7 +44,7 @@ def test_overrides_are_typed():
     "spec, overrides, message",
     [
         ("vit_tiny_digit", {}, "unknown config 'vit_tiny_digit'; closest: vit_tiny_digits"),
-    ("vit_tiny_digits:tiny", {}, "unknown argument 'tiny' for config vit_tiny_digits"),
+        ("vit_tiny_digits:tiny", {}, "unknown argument 'tiny' for config vit_tiny_digits"),
         ("vit_tiny_digits", {"train.stepz": "3"}, "train has no field 'stepz'; closest: steps"),
         ("vit_tiny_digits", {"trian.steps": "3"}, "config has no field 'trian'; closest: train"),
         ("vit_tiny_digits", {"train.steps": "ten"}, "'ten' is not an int"),

@@ -310,8 +310,10 @@ def test_process_sharding(tfds_root):
 def test_processes_together_see_the_single_process_batches(tfds_root):
     kw = dict(shuffle=True, seed=3, augment=True, repeat=True)
     single = iter(digits_ds(tfds_root, batch_size=32, **kw))
-    shards = [iter(digits_ds(tfds_root, batch_size=32, process_index=p, process_count=2, **kw))
-              for p in range(2)]
+    shards = [
+        iter(digits_ds(tfds_root, batch_size=32, process_index=p, process_count=2, **kw))
+        for p in range(2)
+    ]
     for _ in range(50):  # crosses an epoch boundary
         whole = next(single)
         parts = [next(it) for it in shards]

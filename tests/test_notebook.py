@@ -11,8 +11,10 @@ from tests.helpers import REPO
 def test_quickstart_notebook_runs(tmp_path):
     nb = nbformat.read(os.path.join(REPO, "colab", "quickstart.ipynb"), as_version=4)
     params = next(c for c in nb.cells if c.cell_type == "code" and "STEPS =" in c.source)
-    params.source = (f'STEPS = 4\nWORKDIR = r"{tmp_path / "run"}"\n'
-                     'OVERRIDES = {"model.depth": "2", "model.width": "96"}')
+    params.source = (
+        f'STEPS = 4\nWORKDIR = r"{tmp_path / "run"}"\n'
+        'OVERRIDES = {"model.depth": "2", "model.width": "96"}'
+    )
     nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()

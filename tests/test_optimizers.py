@@ -35,8 +35,10 @@ def test_warmup_cosine_follows_its_definition():
 @pytest.mark.parametrize("name", ["adamw", "sgd", "muon"])
 def test_each_optimizer_descends_a_quadratic(name):
     tx, _ = make_optimizer(_config(name, learning_rate=0.05, weight_decay=0.0), total_steps=60)
-    target = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(8, 4)), jnp.float32),
-              "b": jnp.ones((4,))}
+    target = {
+        "w": jnp.asarray(np.random.default_rng(0).normal(size=(8, 4)), jnp.float32),
+        "b": jnp.ones((4,)),
+    }
     params = jax.tree.map(jnp.zeros_like, target)
     loss = lambda p: sum(jnp.sum((p[k] - target[k]) ** 2) for k in p)
 
@@ -50,8 +52,10 @@ def test_each_optimizer_descends_a_quadratic(name):
 
 
 def test_weight_decay_skips_biases_and_clipping_bounds_the_update():
-    tx, _ = make_optimizer(_config("sgd", learning_rate=1.0, weight_decay=0.5, momentum=0.0,
-                                   clip_norm=1.0), total_steps=20)
+    tx, _ = make_optimizer(
+        _config("sgd", learning_rate=1.0, weight_decay=0.5, momentum=0.0, clip_norm=1.0),
+        total_steps=20,
+    )
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
     zero = jax.tree.map(jnp.zeros_like, params)
     state = tx.init(params)

@@ -149,17 +149,18 @@ class Trainer:
         return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
 
     # ------------------------------------------------------------------ train
+    def sharded_abstract_state(self) -> dict:
+        """`ShapeDtypeStruct`s of the state, each carrying its target sharding."""
+        return jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            self.abstract_state,
+            self.shardings,
+        )
+
     def restore(self, checkpointer: Checkpointer, step: int) -> tuple[dict, dict, int]:
         """`(state, data_state, step)` of checkpoint `step`, restored straight into shardings."""
-        abstract = {
-            name: jax.tree.map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                tree,
-                self.shardings[name],
-            )
-            for name, tree in self.abstract_state.items()
-        }
-        pure, data_state, meta = checkpointer.restore(step, _to_pure(abstract))
+        abstract = _to_pure(self.sharded_abstract_state())
+        pure, data_state, meta = checkpointer.restore(step, abstract)
         return _from_pure(self.abstract_state, pure), data_state, int(meta["step"])
 
     def save(self, checkpointer: Checkpointer, step: int, state: dict, data_state: dict) -> None:
