@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -37,6 +38,7 @@ __all__ = [
     "LocalWindow1D",
     "LocalWindow2D",
     "Mask",
+    "Pointwise",
     "PositionalMask",
     "Segments",
     "block_lists",
@@ -72,6 +74,19 @@ class BlockLists(NamedTuple):
         return jnp.where(self.indices >= 0, self.indices, jnp.maximum(last, 0))
 
 
+class Pointwise(NamedTuple):
+    """A mask as a pointwise function, evaluated tile by tile by kernels and the xla path.
+
+    Attributes:
+      fn: ``fn(q_pos, k_pos, *values) -> bool``; ``values[i]`` is ``operands[i]`` read at the
+        positions (all arguments broadcast against each other).
+      operands: int32 arrays ``[B|1, H|1, T|1, S|1]`` (a size-1 axis is not indexed).
+    """
+
+    fn: Callable[..., jax.Array]
+    operands: tuple[jax.Array, ...]
+
+
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -101,14 +116,14 @@ def _lists_from_block_matrix(any_blocks: jax.Array, max_k: int) -> BlockLists:
 
 
 def _lists_from_block_matrix_np(any_blocks: np.ndarray) -> BlockLists:
-    """Static numpy ``[nq, nk]`` bool -> BlockLists with the tightest static ``max_k``."""
+    """Static numpy ``[nq, nk]`` bool -> numpy BlockLists with the tightest ``max_k``."""
     counts = any_blocks.sum(-1).astype(np.int32)  # [nq]
     max_k = max(int(counts.max(initial=0)), 1)
     nk = any_blocks.shape[-1]
     ids = np.where(any_blocks, np.arange(nk), nk)
     ids = np.sort(ids, axis=-1)[:, :max_k]  # max_k <= nk
     indices = np.where(ids < nk, ids, -1).astype(np.int32)
-    return BlockLists(jnp.asarray(indices[None, None]), jnp.asarray(counts[None, None]))
+    return BlockLists(indices[None, None], counts[None, None])
 
 
 def _lists_from_ranges_np(first: np.ndarray, count: np.ndarray) -> BlockLists:
@@ -117,7 +132,19 @@ def _lists_from_ranges_np(first: np.ndarray, count: np.ndarray) -> BlockLists:
     max_k = max(int(count.max(initial=0)), 1)
     slot = np.arange(max_k)
     indices = np.where(slot < count[:, None], first[:, None] + slot, -1).astype(np.int32)
-    return BlockLists(jnp.asarray(indices[None, None]), jnp.asarray(count[None, None]))
+    return BlockLists(indices[None, None], count[None, None])
+
+
+def _block_matrix_np(lists: BlockLists, nk: int) -> np.ndarray:
+    """numpy BlockLists ``[1, 1, nq, k]`` -> bool ``[nq, nk]``."""
+    idx = lists.indices[0, 0]
+    hit = np.zeros((idx.shape[0], nk + 1), dtype=bool)
+    np.put_along_axis(hit, np.where(idx >= 0, idx, nk), True, axis=1)
+    return hit[:, :nk]
+
+
+def _as_jnp(lists: BlockLists) -> BlockLists:
+    return BlockLists(jnp.asarray(lists.indices), jnp.asarray(lists.counts))
 
 
 def _block_any(dense: jax.Array, block_q: int, block_k: int) -> jax.Array:
@@ -174,14 +201,31 @@ class Mask:
         self.check(q_len, kv_len)
         return _materialize(self, q_len, kv_len)
 
+    def pointwise(self) -> Pointwise:
+        """The mask as a pointwise function of positions and operands (kernels, xla path)."""
+        raise NotImplementedError
+
+    def block_multiple(self) -> tuple[int, int] | None:
+        """``(mq, mk)`` when the mask is exact only at block sizes dividing them (else None)."""
+        return None
+
+    def static_block_lists(self, q_len, kv_len, block_q, block_k) -> BlockLists | None:
+        """numpy :class:`BlockLists` ``[1, 1, nq, max_k]`` when known without tracing, else None."""
+        return None
+
     def max_k_bound(self, q_len: int, kv_len: int, block_q: int, block_k: int) -> int:
         """A static upper bound on ``block_lists(...).max_k``."""
-        return _cdiv(kv_len, block_k)
+        lists = self.static_block_lists(q_len, kv_len, block_q, block_k)
+        return _cdiv(kv_len, block_k) if lists is None else lists.max_k
 
     def block_lists(self, q_len: int, kv_len: int, block_q: int, block_k: int) -> BlockLists:
-        """Key blocks with any allowed pair, per query block. Default: reduce the dense mask."""
+        """Key blocks with any allowed pair, per query block: the static lists if known, else
+        the dense mask reduced per block."""
         _check_block_args(q_len, kv_len, block_q, block_k)
         self.check(q_len, kv_len)
+        lists = self.static_block_lists(q_len, kv_len, block_q, block_k)
+        if lists is not None:
+            return _as_jnp(lists)
         max_k = self.max_k_bound(q_len, kv_len, block_q, block_k)
         return _dense_block_lists(self, q_len, kv_len, block_q, block_k, max_k)
 
@@ -208,22 +252,8 @@ class PositionalMask(Mask):
     def allowed(self, q_pos, k_pos):
         return self.allowed_at(q_pos, k_pos)[None, None]
 
-    def _static_lists(self, q_len, kv_len, block_q, block_k) -> BlockLists | None:
-        return None
-
-    def max_k_bound(self, q_len, kv_len, block_q, block_k):
-        lists = self._static_lists(q_len, kv_len, block_q, block_k)
-        if lists is None:
-            return _cdiv(kv_len, block_k)
-        return lists.max_k
-
-    def block_lists(self, q_len, kv_len, block_q, block_k):
-        _check_block_args(q_len, kv_len, block_q, block_k)
-        self.check(q_len, kv_len)
-        lists = self._static_lists(q_len, kv_len, block_q, block_k)
-        if lists is None:
-            return super().block_lists(q_len, kv_len, block_q, block_k)
-        return lists
+    def pointwise(self):
+        return Pointwise(lambda q_pos, k_pos: self.allowed_at(q_pos, k_pos), ())
 
 
 # ----------------------------------------------------------------------------- positional
@@ -254,7 +284,13 @@ class Causal(PositionalMask):
     def allowed_at(self, q_pos, k_pos):
         return k_pos <= q_pos + self.offset
 
-    def _static_lists(self, q_len, kv_len, block_q, block_k):
+    def pointwise(self):
+        if _is_static_int(self.offset):
+            return super().pointwise()
+        offset = jnp.asarray(self.offset, jnp.int32).reshape(1, 1, 1, 1)
+        return Pointwise(lambda q_pos, k_pos, off: k_pos <= q_pos + off, (offset,))
+
+    def static_block_lists(self, q_len, kv_len, block_q, block_k):
         if not _is_static_int(self.offset):
             return None
         _, last = _row_bounds(q_len, block_q)
@@ -301,7 +337,7 @@ class LocalWindow1D(PositionalMask):
     def allowed_at(self, q_pos, k_pos):
         return (k_pos >= q_pos - self.left) & (k_pos <= q_pos + self.right)
 
-    def _static_lists(self, q_len, kv_len, block_q, block_k):
+    def static_block_lists(self, q_len, kv_len, block_q, block_k):
         first, last = _row_bounds(q_len, block_q)
         lo = np.maximum(first - self.left, 0)  # union of the rows' windows is contiguous
         hi = np.minimum(last + self.right, kv_len - 1)
@@ -309,19 +345,24 @@ class LocalWindow1D(PositionalMask):
         return _lists_from_ranges_np(lo // block_k, count)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["grid", "radius"])
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=[], meta_fields=["grid", "radius", "window"]
+)
 @dataclasses.dataclass(frozen=True)
 class LocalWindow2D(PositionalMask):
-    """Tokens laid out row-major on an ``(H, W)`` grid: token ``n`` sits at ``(n // W, n % W)``.
+    """Tokens of an ``(H, W)`` grid; query sees keys within Chebyshev distance ``radius``.
 
-    Query sees keys within Chebyshev distance ``radius`` (``max(|dy|, |dx|) <= radius``): a
-    square ``(2r+1) x (2r+1)`` neighbourhood like a convolution / neighbourhood-attention
-    window, clipped (not shifted) at the image border. Sequences may be shorter than ``H * W``
-    (a prefix of the grid), never longer.
+    ``max(|dy|, |dx|) <= radius``: a square ``(2r+1) x (2r+1)`` neighbourhood like a
+    convolution / neighbourhood-attention window, clipped (not shifted) at the image border.
+    Token order: row-major (token ``n`` sits at ``(n // W, n % W)``), or window-first with
+    ``window=(wh, ww)`` (see :mod:`attnzoo.layers.token_order`), where a neighbourhood spans
+    few contiguous runs of tokens and so few key blocks. Sequences may be shorter than
+    ``H * W`` (a prefix of the order), never longer.
     """
 
     grid: tuple[int, int]
     radius: int
+    window: tuple[int, int] | None = None
 
     def __post_init__(self):
         grid = tuple(self.grid)
@@ -331,6 +372,14 @@ class LocalWindow2D(PositionalMask):
         object.__setattr__(self, "grid", (int(grid[0]), int(grid[1])))
         if not _is_static_int(self.radius) or self.radius < 0:
             raise ValueError(f"LocalWindow2D.radius must be an int >= 0, got {self.radius!r}")
+        if self.window is not None:
+            window = tuple(self.window)
+            if len(window) != 2:
+                raise ValueError(f"LocalWindow2D.window must be (wh, ww), got {self.window!r}")
+            _check_positive(window_h=window[0], window_w=window[1])
+            if grid[0] % window[0] or grid[1] % window[1]:
+                raise ValueError(f"LocalWindow2D grid {grid} must be a multiple of window {window}")
+            object.__setattr__(self, "window", (int(window[0]), int(window[1])))
 
     def check(self, q_len, kv_len):
         n = self.grid[0] * self.grid[1]
@@ -340,28 +389,35 @@ class LocalWindow2D(PositionalMask):
                 f"kv_len={kv_len}"
             )
 
-    def allowed_at(self, q_pos, k_pos):
+    def coords(self, pos):
+        """Grid ``(y, x)`` of token positions (works on numpy and jnp ints)."""
         w = self.grid[1]
-        dy = jnp.abs(q_pos // w - k_pos // w)
-        dx = jnp.abs(q_pos % w - k_pos % w)
-        return jnp.maximum(dy, dx) <= self.radius
+        if self.window is None:
+            return pos // w, pos % w
+        wh, ww = self.window
+        win, inner = pos // (wh * ww), pos % (wh * ww)
+        per_row = w // ww
+        return (win // per_row) * wh + inner // ww, (win % per_row) * ww + inner % ww
 
-    def _static_lists(self, q_len, kv_len, block_q, block_k):
+    def allowed_at(self, q_pos, k_pos):
+        qy, qx = self.coords(q_pos)
+        ky, kx = self.coords(k_pos)
+        return jnp.maximum(jnp.abs(qy - ky), jnp.abs(qx - kx)) <= self.radius
+
+    def static_block_lists(self, q_len, kv_len, block_q, block_k):
+        # Per query block: paint its tokens on the grid, dilate by the radius, read the keys.
         gh, gw = self.grid
         r = self.radius
         nq, nk = _cdiv(q_len, block_q), _cdiv(kv_len, block_k)
-        hit = np.zeros((nq, nk), dtype=bool)
-        firsts, lasts = _row_bounds(q_len, block_q)
-        for qb, (q0, q1) in enumerate(zip(firsts, lasts, strict=True)):
-            for gy in range(q0 // gw, q1 // gw + 1):  # grid rows this query block touches
-                c_min = max(q0, gy * gw) - gy * gw
-                c_max = min(q1, gy * gw + gw - 1) - gy * gw
-                c_lo, c_hi = max(c_min - r, 0), min(c_max + r, gw - 1)
-                for ky in range(max(gy - r, 0), min(gy + r, gh - 1) + 1):
-                    lo, hi = ky * gw + c_lo, min(ky * gw + c_hi, kv_len - 1)
-                    if lo <= hi:
-                        hit[qb, lo // block_k : hi // block_k + 1] = True
-        return _lists_from_block_matrix_np(hit)
+        qy, qx = self.coords(np.arange(q_len))
+        img = np.zeros((nq, gh + 2 * r, gw + 2 * r), dtype=bool)
+        img[np.arange(q_len) // block_q, qy + r, qx + r] = True
+        rows = functools.reduce(np.logical_or, (img[:, i : i + gh] for i in range(2 * r + 1)))
+        near = functools.reduce(np.logical_or, (rows[:, :, i : i + gw] for i in range(2 * r + 1)))
+        ky, kx = self.coords(np.arange(kv_len))
+        keys = np.zeros((nq, nk * block_k), dtype=bool)
+        keys[:, :kv_len] = near[:, ky, kx]
+        return _lists_from_block_matrix_np(keys.reshape(nq, nk, block_k).any(-1))
 
 
 # ----------------------------------------------------------------------------- array masks
@@ -404,6 +460,13 @@ class BlockSparse(Mask):
                 f"BlockSparse.indices has {self.indices.shape[2]} query blocks, but q_len={q_len} "
                 f"with block_q={self.block_q} needs {nq} (indices shape {self.indices.shape})"
             )
+
+    def pointwise(self):
+        # Exact at block sizes dividing (block_q, block_k): there the block lists say it all.
+        return Pointwise(lambda q_pos, k_pos: jnp.ones((), bool), ())
+
+    def block_multiple(self):
+        return (self.block_q, self.block_k)
 
     def allowed(self, q_pos, k_pos):
         q_blk = q_pos // self.block_q
@@ -500,6 +563,11 @@ class Segments(Mask):
                 f"q_len={q_len}, kv_len={kv_len}"
             )
 
+    def pointwise(self):
+        q_ids = self.q_ids.astype(jnp.int32)[:, None, :, None]  # [B, 1, T, 1]
+        kv_ids = self._kv_ids.astype(jnp.int32)[:, None, None, :]  # [B, 1, 1, S]
+        return Pointwise(lambda q_pos, k_pos, a, b: a == b, (q_ids, kv_ids))
+
     def allowed(self, q_pos, k_pos):
         q = self.q_ids[:, q_pos]  # [B, *q_shape]
         kv = self._kv_ids[:, k_pos]  # [B, *k_shape]
@@ -527,6 +595,9 @@ class Dense(Mask):
                 f"Dense mask must be [B|1, H|1, T, S] or [T, S] with (T, S)=({q_len}, {kv_len}), "
                 f"got shape {self.mask.shape}"
             )
+
+    def pointwise(self):
+        return Pointwise(lambda q_pos, k_pos, m: m != 0, (self._mask4.astype(jnp.int32),))
 
     def allowed(self, q_pos, k_pos):
         return self._mask4[:, :, q_pos, k_pos]  # [B, H, *shape]
@@ -583,6 +654,44 @@ class And(Mask):
     def max_k_bound(self, q_len, kv_len, block_q, block_k):
         # The intersection's blocks are a subset of every component's blocks.
         return min(m.max_k_bound(q_len, kv_len, block_q, block_k) for m in self.masks)
+
+    def pointwise(self):
+        parts = [m.pointwise() for m in self.masks]
+        sizes = [len(p.operands) for p in parts]
+
+        def fn(q_pos, k_pos, *values):
+            out, i = [], 0
+            for part, n in zip(parts, sizes, strict=True):
+                out.append(part.fn(q_pos, k_pos, *values[i : i + n]))
+                i += n
+            return functools.reduce(jnp.logical_and, out)
+
+        return Pointwise(fn, tuple(o for p in parts for o in p.operands))
+
+    def block_multiple(self):
+        multiples = [m.block_multiple() for m in self.masks]
+        multiples = [x for x in multiples if x is not None]
+        if not multiples:
+            return None
+        return tuple(functools.reduce(np.gcd, axis) for axis in zip(*multiples, strict=True))
+
+    def static_block_lists(self, q_len, kv_len, block_q, block_k):
+        """Intersect the components' static block matrices, then keep the candidate tiles
+        where the combined mask allows a pair (evaluated at compile time)."""
+        parts = [m.static_block_lists(q_len, kv_len, block_q, block_k) for m in self.masks]
+        if any(p is None for p in parts) or not all(
+            isinstance(m, PositionalMask) for m in self.masks
+        ):
+            return None
+        nk = _cdiv(kv_len, block_k)
+        hit = functools.reduce(np.logical_and, (_block_matrix_np(p, nk) for p in parts))
+        qb, kb = np.nonzero(hit)
+        q_pos = np.minimum(qb[:, None, None] * block_q + np.arange(block_q)[:, None], q_len - 1)
+        k_pos = kb[:, None, None] * block_k + np.arange(block_k)[None, :]
+        with jax.ensure_compile_time_eval():
+            ok = np.asarray(self.allowed(q_pos, np.minimum(k_pos, kv_len - 1)))[0, 0]
+        hit[qb, kb] = (ok & (k_pos < kv_len)).any(axis=(1, 2))
+        return _lists_from_block_matrix_np(hit)
 
 
 # ----------------------------------------------------------------------------- None-aware
