@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnzoo.pallas_kernels.block_lists import BlockLists
+
 __all__ = [
     "And",
     "BlockLists",
@@ -44,34 +46,6 @@ __all__ = [
     "block_lists",
     "dense_mask",
 ]
-
-
-class BlockLists(NamedTuple):
-    """Per query block, the key blocks holding at least one allowed (q, k) pair.
-
-    Attributes:
-      indices: int32 ``[B|1, H|1, nq, max_k]``; key-block ids in ascending order, the unused
-        tail padded with ``-1`` (use :meth:`repeat_last` for a DMA-friendly padding).
-      counts: int32 ``[B|1, H|1, nq]``; the number of valid entries per row.
-    """
-
-    indices: jax.Array
-    counts: jax.Array
-
-    @property
-    def max_k(self) -> int:
-        return self.indices.shape[-1]
-
-    def repeat_last(self) -> jax.Array:
-        """``indices`` with padding slots repeating the last valid id (0 for empty rows).
-
-        Kernels whose ``index_map`` cannot take ``-1`` use this: a repeated block index makes
-        the pipeline skip the copy, and ``counts`` tells the kernel to skip the compute.
-        """
-        last = jnp.take_along_axis(
-            self.indices, jnp.maximum(self.counts - 1, 0)[..., None], axis=-1
-        )  # [B, H, nq, 1]
-        return jnp.where(self.indices >= 0, self.indices, jnp.maximum(last, 0))
 
 
 class Pointwise(NamedTuple):
@@ -144,7 +118,8 @@ def _block_matrix_np(lists: BlockLists, nk: int) -> np.ndarray:
 
 
 def _as_jnp(lists: BlockLists) -> BlockLists:
-    return BlockLists(jnp.asarray(lists.indices), jnp.asarray(lists.counts))
+    with jax.ensure_compile_time_eval():  # stays concrete under jit: kernels size grids by it
+        return BlockLists(jnp.asarray(lists.indices), jnp.asarray(lists.counts))
 
 
 def _block_any(dense: jax.Array, block_q: int, block_k: int) -> jax.Array:
