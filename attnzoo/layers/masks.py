@@ -45,6 +45,7 @@ __all__ = [
     "Segments",
     "block_lists",
     "dense_mask",
+    "tile_lists",
 ]
 
 
@@ -203,6 +204,11 @@ class Mask:
             return _as_jnp(lists)
         max_k = self.max_k_bound(q_len, kv_len, block_q, block_k)
         return _dense_block_lists(self, q_len, kv_len, block_q, block_k, max_k)
+
+    def tile_lists(self, q_len: int, kv_len: int, block_q: int, block_k: int) -> BlockLists:
+        """The tiles kernels and the xla path visit: :meth:`block_lists`, or for a combination a
+        cheap superset of it (tiles outside the mask are masked inside the tile)."""
+        return self.block_lists(q_len, kv_len, block_q, block_k)
 
     def __and__(self, other: Mask | None) -> Mask:
         if other is None:
@@ -668,6 +674,20 @@ class And(Mask):
         hit[qb, kb] = (ok & (k_pos < kv_len)).any(axis=(1, 2))
         return _lists_from_block_matrix_np(hit)
 
+    def tile_lists(self, q_len, kv_len, block_q, block_k):
+        """Static masks: the exact lists. Else the intersection of the components' tiles
+        (never the dense ``[T, S]`` mask unless a component is dense itself)."""
+        if self.static_block_lists(q_len, kv_len, block_q, block_k) is not None:
+            return self.block_lists(q_len, kv_len, block_q, block_k)
+        _check_block_args(q_len, kv_len, block_q, block_k)
+        self.check(q_len, kv_len)
+        nk = _cdiv(kv_len, block_k)
+        hit = functools.reduce(
+            jnp.logical_and,
+            (m.tile_lists(q_len, kv_len, block_q, block_k).matrix(nk) for m in self.masks),
+        )
+        return _lists_from_block_matrix(hit, self.max_k_bound(q_len, kv_len, block_q, block_k))
+
 
 # ----------------------------------------------------------------------------- None-aware
 
@@ -677,6 +697,15 @@ def dense_mask(mask: Mask | None, q_len: int, kv_len: int) -> jax.Array:
     if mask is None:
         return jnp.ones((1, 1, q_len, kv_len), dtype=bool)
     return mask.materialize(q_len, kv_len)
+
+
+def tile_lists(
+    mask: Mask | None, q_len: int, kv_len: int, block_q: int, block_k: int
+) -> BlockLists:
+    """:meth:`Mask.tile_lists`; ``None`` -> every key block for every query block."""
+    if mask is not None:
+        return mask.tile_lists(q_len, kv_len, block_q, block_k)
+    return block_lists(None, q_len, kv_len, block_q, block_k)
 
 
 def block_lists(

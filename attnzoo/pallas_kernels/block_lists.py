@@ -43,7 +43,6 @@ class BlockLists(NamedTuple):
         )  # [B, H, nq, 1]
         return jnp.where(self.indices >= 0, self.indices, jnp.maximum(last, 0))
 
-
     def matrix(self, nk: int) -> jax.Array:
         """bool ``[B|1, H|1, nq, nk]``: is key block ``m`` listed for query block ``n``."""
         idx = jnp.where(self.indices >= 0, self.indices, nk)

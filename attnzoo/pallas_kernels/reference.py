@@ -28,9 +28,7 @@ def allowed_pairs(fn, operands, lists, q_len, kv_len, block_q, block_k):
     nk = -(-kv_len // block_k)
     listed = lists.matrix(nk)  # [B, H, nq, nk]
     listed = jnp.repeat(jnp.repeat(listed, block_q, axis=-2), block_k, axis=-1)
-    return jnp.broadcast_to(ok, (*jnp.shape(ok)[:-2], q_len, kv_len)) & listed[
-        ..., :q_len, :kv_len
-    ]
+    return jnp.broadcast_to(ok, (*jnp.shape(ok)[:-2], q_len, kv_len)) & listed[..., :q_len, :kv_len]
 
 
 def _heads(x, hkv):

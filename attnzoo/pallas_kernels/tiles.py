@@ -10,9 +10,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import pallas as pl
 
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+
+
+def dot(a, b, trans_a: bool = False, trans_b: bool = False):
+    """f32 ``a @ b`` of 2-D tiles, either side optionally transposed (no copy)."""
+    dims = (((0 if trans_a else 1,), (1 if trans_b else 0,)), ((), ()))
+    return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
 
 
 def tile_allowed(fn, values, q0, k0, shape, q_len, kv_len):
@@ -28,25 +33,26 @@ def tile_allowed(fn, values, q0, k0, shape, q_len, kv_len):
 
 def logits(q, k, scale):
     """f32 ``[bq, bk]`` = ``q k^T * scale`` for q ``[bq, d]``, k ``[bk, d]``."""
-    return pl.dot(q, k, trans_b=True) * scale
+    return dot(q, k, trans_b=True) * scale
 
 
-def online_softmax_step(s, allowed, v, m, l, acc):
-    """Fold one key tile into the running max ``m``, sum ``l`` ``[bq, 1]`` and ``acc`` ``[bq, dv]``."""
+def online_softmax_step(s, allowed, v, m, row_sum, acc):
+    """Fold one key tile into the running max ``m``, ``row_sum`` ``[bq, 1]`` and ``acc``."""
     s = jnp.where(allowed, s, MASK_VALUE)
     m_new = jnp.maximum(m, jnp.max(s, axis=1, keepdims=True))
     p = jnp.where(allowed, jnp.exp(s - m_new), 0.0)
     alpha = jnp.exp(m - m_new)
-    l_new = alpha * l + jnp.sum(p, axis=1, keepdims=True)
-    acc_new = alpha * acc + pl.dot(p.astype(v.dtype), v)
-    return m_new, l_new, acc_new
+    sum_new = alpha * row_sum + jnp.sum(p, axis=1, keepdims=True)
+    acc_new = alpha * acc + dot(p.astype(v.dtype), v)
+    return m_new, sum_new, acc_new
 
 
-def finish(m, l, acc):
+def finish(m, row_sum, acc):
     """Normalised output ``[bq, dv]`` (0 for empty rows) and log-sum-exp ``[bq, 1]``."""
-    nonempty = l > 0
-    out = acc / jnp.where(nonempty, l, 1.0)
-    lse = jnp.where(nonempty, m + jnp.log(jnp.where(nonempty, l, 1.0)), 0.0)
+    nonempty = row_sum > 0
+    safe_sum = jnp.where(nonempty, row_sum, 1.0)
+    out = acc / safe_sum
+    lse = jnp.where(nonempty, m + jnp.log(safe_sum), 0.0)
     return out, lse
 
 
@@ -56,5 +62,5 @@ def probs_and_dlogits(q, k, v, do, lse, delta, allowed, scale):
     ``lse``, ``delta`` ``[bq, 1]``: the forward log-sum-exp and ``rowsum(do * out)``.
     """
     p = jnp.where(allowed, jnp.exp(logits(q, k, scale) - lse), 0.0)
-    dp = pl.dot(do, v, trans_b=True)
+    dp = dot(do, v, trans_b=True)
     return p, p * (dp - delta)

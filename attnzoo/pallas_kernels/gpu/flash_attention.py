@@ -124,7 +124,7 @@ def _dq_kernel(plan: Plan, idx_ref, cnt_ref, q_ref, k_ref, v_ref, do_ref, lse_re
         v = v_ref[b, hk, pl.ds(k0, bk), :]
         allowed = _allowed(plan, op_refs, b, h, i * bq, k0)
         _, ds = tiles.probs_and_dlogits(q, k, v, do, lse, delta, allowed, plan.scale)
-        return dq + pl.dot(ds.astype(k.dtype), k)
+        return dq + tiles.dot(ds.astype(k.dtype), k)
 
     dq = jax.lax.fori_loop(
         0, _at(cnt_ref, b, h, i), body, jnp.zeros((bq, q.shape[-1]), jnp.float32)
@@ -150,8 +150,8 @@ def _dkdv_kernel(plan: Plan, idx_ref, cnt_ref, q_ref, k_ref, v_ref, do_ref, lse_
             delta = dl_ref[b, h, pl.ds(q0, bq), :]
             allowed = _allowed(plan, op_refs, b, h, q0, n * bk)
             p, ds = tiles.probs_and_dlogits(q, k, v, do, lse, delta, allowed, plan.scale)
-            dv = dv + pl.dot(p.astype(do.dtype), do, trans_a=True)
-            dk = dk + pl.dot(ds.astype(q.dtype), q, trans_a=True)
+            dv = dv + tiles.dot(p.astype(do.dtype), do, trans_a=True)
+            dk = dk + tiles.dot(ds.astype(q.dtype), q, trans_a=True)
             return dk, dv
 
         return jax.lax.fori_loop(0, _at(cnt_ref, b, h, n), body, carry)

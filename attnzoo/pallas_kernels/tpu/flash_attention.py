@@ -82,8 +82,7 @@ def _q_walk_specs(plan: Plan, lists, widths_q, widths_kv, operands):
         return idx[flat.slot(b, h, i, j)]
 
     q_side = [
-        pl.BlockSpec((None, None, bq, w), lambda b, h, i, j, idx, cnt: (b, h, i, 0))
-        for w in widths_q
+        pl.BlockSpec((None, None, bq, w), lambda b, h, i, j, *_: (b, h, i, 0)) for w in widths_q
     ]
     kv_side = [
         pl.BlockSpec(
@@ -93,7 +92,9 @@ def _q_walk_specs(plan: Plan, lists, widths_q, widths_kv, operands):
         for w in widths_kv
     ]
     ops = [
-        _operand_spec(op, bq, bk, lambda b, h, i, j, idx, cnt: (b, h, i, kv_block(b, h, i, j, idx, cnt)))
+        _operand_spec(
+            op, bq, bk, lambda b, h, i, j, idx, cnt: (b, h, i, kv_block(b, h, i, j, idx, cnt))
+        )
         for op in operands
     ]
     return flat, q_side, kv_side, ops
@@ -114,10 +115,10 @@ def _forward_kernel(plan: Plan, flat, idx_ref, cnt_ref, q_ref, k_ref, v_ref, *re
         k0 = idx_ref[flat.slot(b, h, i, j)] * plan.block_k
         allowed = _allowed(plan, op_refs, i * plan.block_q, k0)
         s = tiles.logits(q_ref[...], k_ref[...], plan.scale)
-        m, l, acc = tiles.online_softmax_step(
+        m, row_sum, acc = tiles.online_softmax_step(
             s, allowed, v_ref[...], m_sc[...], l_sc[...], acc_sc[...]
         )
-        m_sc[...], l_sc[...], acc_sc[...] = m, l, acc
+        m_sc[...], l_sc[...], acc_sc[...] = m, row_sum, acc
 
     @pl.when(j == pl.num_programs(3) - 1)
     def _finish():
@@ -131,13 +132,13 @@ def forward(plan: Plan, lists, q, k, v, operands):
     b, hq, tp, d = q.shape
     bq, dv = plan.block_q, v.shape[-1]
     flat, q_side, kv_side, ops = _q_walk_specs(plan, lists, [d], [d, dv], operands)
-    out_rows = lambda w: pl.BlockSpec((None, None, bq, w), lambda b, h, i, j, idx, cnt: (b, h, i, 0))  # noqa: E731
+    out_rows = lambda w: pl.BlockSpec((None, None, bq, w), lambda b, h, i, j, *_: (b, h, i, 0))  # noqa: E731
     return _call(
         functools.partial(_forward_kernel, plan, flat),
         2,
         (b, hq, tp // bq, lists.indices.shape[-1]),
         q_side + kv_side + ops,
-        [out_rows(dv), out_rows(1)],
+        out_rows,
         [
             jax.ShapeDtypeStruct((b, hq, tp, dv), q.dtype),
             jax.ShapeDtypeStruct((b, hq, tp, 1), jnp.float32),
@@ -171,7 +172,7 @@ def _dq_kernel(plan: Plan, flat, idx_ref, cnt_ref, q_ref, do_ref, lse_ref, dl_re
         _, ds = tiles.probs_and_dlogits(
             q_ref[...], k, v_ref[...], do_ref[...], lse_ref[...], dl_ref[...], allowed, plan.scale
         )
-        dq_sc[...] += pl.dot(ds.astype(k.dtype), k)
+        dq_sc[...] += tiles.dot(ds.astype(k.dtype), k)
 
     @pl.when(j == pl.num_programs(3) - 1)
     def _finish():
@@ -196,8 +197,8 @@ def _dkdv_kernel(plan: Plan, flat, idx_ref, cnt_ref, k_ref, v_ref, q_ref, do_ref
         p, ds = tiles.probs_and_dlogits(
             q, k_ref[...], v_ref[...], do, lse_ref[...], dl_ref[...], allowed, plan.scale
         )
-        dv_sc[...] += pl.dot(p.astype(do.dtype), do, trans_a=True)
-        dk_sc[...] += pl.dot(ds.astype(q.dtype), q, trans_a=True)
+        dv_sc[...] += tiles.dot(p.astype(do.dtype), do, trans_a=True)
+        dk_sc[...] += tiles.dot(ds.astype(q.dtype), q, trans_a=True)
 
     @pl.when((gi == plan.group - 1) & (j == pl.num_programs(4) - 1))
     def _finish():
@@ -234,28 +235,17 @@ def _dkdv(plan: Plan, lists_t, q, k, v, operands, do, lse, delta):
     def q_block(b, hk, n, gi, j, idx, cnt):
         return idx[flat.slot(b, hk * g + gi, n, j)]
 
+    def q_rows(*args):  # (b, query head, query block, 0)
+        return (args[0], args[1] * g + args[3], q_block(*args), 0)
+
+    def tile(*args):
+        return (*q_rows(*args)[:3], args[2])
+
     k_side = [
-        pl.BlockSpec((None, None, bk, w), lambda b, hk, n, gi, j, idx, cnt: (b, hk, n, 0))
-        for w in (d, dv)
+        pl.BlockSpec((None, None, bk, w), lambda b, hk, n, *_: (b, hk, n, 0)) for w in (d, dv)
     ]
-    q_side = [
-        pl.BlockSpec(
-            (None, None, bq, w),
-            lambda b, hk, n, gi, j, idx, cnt: (b, hk * g + gi, q_block(b, hk, n, gi, j, idx, cnt), 0),
-        )
-        for w in (d, dv, 1, 1)
-    ]
-    ops = [
-        _operand_spec(
-            op,
-            bq,
-            bk,
-            lambda b, hk, n, gi, j, idx, cnt: (
-                b, hk * g + gi, q_block(b, hk, n, gi, j, idx, cnt), n
-            ),
-        )
-        for op in operands
-    ]
+    q_side = [pl.BlockSpec((None, None, bq, w), q_rows) for w in (d, dv, 1, 1)]
+    ops = [_operand_spec(op, bq, bk, tile) for op in operands]
     return _call(
         functools.partial(_dkdv_kernel, plan, flat),
         2,
