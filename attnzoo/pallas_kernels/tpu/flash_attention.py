@@ -81,9 +81,7 @@ def _q_walk_specs(plan: Plan, lists, widths_q, widths_kv, operands):
     def kv_block(b, h, i, j, idx, cnt):
         return idx[flat.slot(b, h, i, j)]
 
-    q_side = [
-        pl.BlockSpec((None, None, bq, w), lambda b, h, i, j, *_: (b, h, i, 0)) for w in widths_q
-    ]
+    q_side = [pl.BlockSpec((None, None, bq, w), lambda b, h, i, *_: (b, h, i, 0)) for w in widths_q]
     kv_side = [
         pl.BlockSpec(
             (None, None, bk, w),
@@ -132,7 +130,9 @@ def forward(plan: Plan, lists, q, k, v, operands):
     b, hq, tp, d = q.shape
     bq, dv = plan.block_q, v.shape[-1]
     flat, q_side, kv_side, ops = _q_walk_specs(plan, lists, [d], [d, dv], operands)
-    out_rows = lambda w: pl.BlockSpec((None, None, bq, w), lambda b, h, i, j, *_: (b, h, i, 0))  # noqa: E731
+    out_rows = [
+        pl.BlockSpec((None, None, bq, w), lambda b, h, i, *_: (b, h, i, 0)) for w in (dv, 1)
+    ]
     return _call(
         functools.partial(_forward_kernel, plan, flat),
         2,
