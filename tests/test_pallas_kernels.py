@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax._src.pallas.mosaic.interpret import interpret_pallas_call as tpu_interpreter
 from jax.experimental.pallas import tpu as pltpu
 
 from attnzoo.layers.attention import attend
@@ -135,6 +136,8 @@ TPU_CASES = {
 @pytest.mark.parametrize("name", list(TPU_CASES))
 def test_tpu_kernels_match_reference(name):
     check("tpu", block=16, **TPU_CASES[name])
+    # jax records races in the interpreter's state (no public accessor in 0.10.2)
+    assert tpu_interpreter.races is not None and not tpu_interpreter.races.races_found
 
 
 # ----------------------------------------------------------------------------- pieces
