@@ -103,9 +103,8 @@ GPU_CASES = {
         mask=Dense(jnp.asarray(np.random.default_rng(5).random((40, 40)) < 0.2).at[7].set(False)),
         empty_rows=(7,),
     ),
-    "wide_window_bf16": dict(mask=LocalWindow1D(100, 100), dtype=jnp.bfloat16, hq=4, hkv=2, d=64),
     "causal_window_bf16": dict(
-        mask=Causal() & LocalWindow1D(16, 0), dtype=jnp.bfloat16, t=64, s=64
+        mask=Causal() & LocalWindow1D(16, 0), dtype=jnp.bfloat16, t=64, s=64, hq=4, hkv=2, d=64
     ),
 }
 

@@ -2,6 +2,7 @@
 `MultiHeadAttention`, RoPE), norms, MLPs, patch and position embeddings."""
 
 from attnzoo.layers.attention import attend, attention_weights
+from attnzoo.layers.differential import differential_attend
 from attnzoo.layers.masks import (
     And,
     BlockLists,
@@ -19,6 +20,11 @@ from attnzoo.layers.norms import layer_norm, rms_norm
 from attnzoo.layers.patch_embed import PatchEmbed
 from attnzoo.layers.posemb import sincos_2d
 from attnzoo.layers.rope import apply_rope
+from attnzoo.layers.token_order import (
+    from_window_first,
+    to_window_first,
+    window_first_permutation,
+)
 
 __all__ = [
     "And",
@@ -36,7 +42,11 @@ __all__ = [
     "apply_rope",
     "attend",
     "attention_weights",
+    "differential_attend",
+    "from_window_first",
     "layer_norm",
     "rms_norm",
     "sincos_2d",
+    "to_window_first",
+    "window_first_permutation",
 ]

@@ -192,28 +192,30 @@ def _attend_xla(q, k, v, mask, scale, bias) -> jax.Array:
     return attend_blocked(q, k, v, mask, scale)
 
 
-def _attend_pallas(q, k, v, mask, scale, bias) -> jax.Array:
-    """Our kernels for the default backend; on CPU the GPU kernels in interpret mode."""
-    if bias is not None:
-        raise ValueError("impl='pallas' takes no bias; use impl='xla' or 'reference'")
+def pallas_args(mask: Mask | None, q_len: int, kv_len: int) -> dict:
+    """Keyword arguments of the pallas kernels for ``mask``: its pointwise form, tile lists and
+    blocks, and which backend's kernels run (on CPU the GPU kernels, interpreted)."""
     backend = jax.default_backend()
     kernels = backend if backend in pallas_kernels.BACKENDS else "gpu"
-    t, s = q.shape[1], k.shape[1]
     multiple = None if mask is None else mask.block_multiple()
-    bq, bk = pallas_kernels.choose_blocks(kernels, t, s, multiple)
+    bq, bk = pallas_kernels.choose_blocks(kernels, q_len, kv_len, multiple)
     pw = Pointwise(lambda q_pos, k_pos: q_pos >= 0, ()) if mask is None else mask.pointwise()
-    return pallas_kernels.flash_attention(
-        q,
-        k,
-        v,
+    return dict(
         fn=pw.fn,
         operands=pw.operands,
-        lists=tile_lists(mask, t, s, bq, bk),
-        scale=scale,
+        lists=tile_lists(mask, q_len, kv_len, bq, bk),
         block_q=bq,
         block_k=bk,
         backend=kernels,
         interpret=kernels != backend,
+    )
+
+
+def _attend_pallas(q, k, v, mask, scale, bias) -> jax.Array:
+    if bias is not None:
+        raise ValueError("impl='pallas' takes no bias; use impl='xla' or 'reference'")
+    return pallas_kernels.flash_attention(
+        q, k, v, scale=scale, **pallas_args(mask, q.shape[1], k.shape[1])
     )
 
 

@@ -4,6 +4,7 @@ Layers call :func:`flash_attention` (the dispatcher); nothing here imports ``att
 """
 
 from attnzoo.pallas_kernels.block_lists import BlockLists
+from attnzoo.pallas_kernels.differential import differential_attention
 from attnzoo.pallas_kernels.flash_attention import (
     BACKENDS,
     HEAD_DIMS,
@@ -18,5 +19,6 @@ __all__ = [
     "MASK_VALUE",
     "BlockLists",
     "choose_blocks",
+    "differential_attention",
     "flash_attention",
 ]

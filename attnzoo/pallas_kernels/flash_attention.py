@@ -15,19 +15,23 @@ import jax.numpy as jnp
 
 from attnzoo.pallas_kernels.block_lists import BlockLists
 from attnzoo.pallas_kernels.gpu import flash_attention as gpu_kernels
+from attnzoo.pallas_kernels.layout import (
+    HEAD_DIMS,
+    check_head_dims,
+    head_width,
+    heads_first,
+    pad_operand,
+    padded,
+    pow2_ceil,
+)
 from attnzoo.pallas_kernels.plan import Plan
 from attnzoo.pallas_kernels.tpu import flash_attention as tpu_kernels
 
 __all__ = ["BACKENDS", "HEAD_DIMS", "choose_blocks", "flash_attention"]
 
 BACKENDS = {"gpu": gpu_kernels, "tpu": tpu_kernels}
-HEAD_DIMS = (32, 256)
 _DEFAULT_BLOCK = {"gpu": 64, "tpu": 128}
 _MIN_BLOCK = {"gpu": 16, "tpu": 8}
-
-
-def _pow2_ceil(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
 
 
 def choose_blocks(
@@ -41,7 +45,7 @@ def choose_blocks(
     lo = _MIN_BLOCK[backend]
     blocks = []
     for length, mult in zip((q_len, kv_len), multiple or (None, None), strict=True):
-        block = max(lo, min(_DEFAULT_BLOCK[backend], _pow2_ceil(length)))
+        block = max(lo, min(_DEFAULT_BLOCK[backend], pow2_ceil(length)))
         if mult is not None:
             while block > lo and mult % block:
                 block //= 2
@@ -52,22 +56,6 @@ def choose_blocks(
                 )
         blocks.append(block)
     return blocks[0], blocks[1]
-
-
-def _check_head_dims(q, v) -> None:
-    lo, hi = HEAD_DIMS
-    for name, dim in (("q/k", q.shape[-1]), ("v", v.shape[-1])):
-        if not lo <= dim <= hi:
-            raise ValueError(
-                f"impl='pallas' takes head dims {lo}..{hi}, got {name} head dim {dim}; "
-                "use impl='xla' or 'reference'"
-            )
-
-
-def _pad(x, axis: int, size: int):
-    pad = [(0, 0)] * x.ndim
-    pad[axis] = (0, size - x.shape[axis])
-    return jnp.pad(x, pad)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -115,31 +103,20 @@ def flash_attention(
       interpret: ``False`` to compile for the backend; ``True`` (or ``pltpu.InterpretParams``
         for the TPU kernels) to run them in interpret mode, e.g. on CPU.
     """
-    _check_head_dims(q, v)
-    kernels = BACKENDS[backend]
-    b, t, hq, d = q.shape
+    check_head_dims(q=q.shape[-1], v=v.shape[-1])
+    t, hq = q.shape[1], q.shape[2]
     s, hkv, dv = k.shape[1], k.shape[2], v.shape[-1]
-    tp, sp = -(-t // block_q) * block_q, -(-s // block_k) * block_k
-    dp, dvp = (_pow2_ceil(d), _pow2_ceil(dv)) if backend == "gpu" else (d, dv)
-
-    def heads_first(x, n, width):  # [b, n0, h, e] -> [b, h, n, width], zero padded
-        return _pad(_pad(x, 1, n), 3, width).transpose(0, 2, 1, 3)
-
-    def pad_operand(op):  # [B|1, H|1, t|1, s|1] -> [B|1, H|1, tp|1, sp|1]
-        op = _pad(op, 2, tp) if op.shape[2] > 1 else op
-        return _pad(op, 3, sp) if op.shape[3] > 1 else op
-
-    ops = tuple(pad_operand(op) for op in operands)
+    tp, sp = padded(t, block_q), padded(s, block_k)
+    dp, dvp = head_width(q.shape[-1], backend), head_width(dv, backend)
     plan = Plan(fn, float(scale), block_q, block_k, t, s, hq // hkv, interpret)
-    lists_t = lists.transpose(sp // block_k)
     out = _flash(
-        kernels,
+        BACKENDS[backend],
         plan,
         heads_first(q, tp, dp),
         heads_first(k, sp, dp),
         heads_first(v, sp, dvp),
-        ops,
+        tuple(pad_operand(op, tp, sp) for op in operands),
         lists,
-        lists_t,
+        lists.transpose(sp // block_k),
     )  # [b, hq, tp, dvp]
     return out.transpose(0, 2, 1, 3)[:, :t, :, :dv]
