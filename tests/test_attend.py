@@ -172,10 +172,12 @@ def _max_intermediate(closed_jaxpr) -> int:
 
 
 @pytest.mark.parametrize(
-    "kind,fraction", [("local", 1 / 4), ("block_sparse", 1 / 4), ("causal", 0.6), ("local2d", 0.2)]
-)
-def test_xla_memory_follows_mask(kind, fraction):
-    b, t, hq = 1, 1024, 2
+    "kind,t,fraction",
+    [("local", 1024, 1 / 4), ("block_sparse", 1024, 1 / 4), ("causal", 4096, 0.6),
+     ("local2d", 1024, 0.2)],
+)  # fmt: skip
+def test_xla_memory_follows_mask(kind, t, fraction):
+    b, hq = 1, 2
     q, k, v = qkv(b=b, t=t, s=t, hq=hq, hkv=1)
     if kind == "local":
         mask = Causal() & LocalWindow1D(7, 0)

@@ -22,7 +22,8 @@ from attnzoo.pallas_kernels.tiles import MASK_VALUE
 
 __all__ = ["attend_blocked", "group_heads", "pad_axis1", "xla_blocks"]
 
-_MAX_BLOCK = 128
+_MAX_BLOCK = 512  # dense-ish masks: few, large tiles
+_MAX_LOCAL_BLOCK = 128  # local windows: tiles about the window's size
 _MIN_BLOCK = 16
 
 
@@ -57,13 +58,33 @@ def _natural_block(mask: Mask) -> int | None:
 
 def xla_blocks(mask: Mask, t: int, s: int) -> tuple[int, int]:
     """Tiles for the xla path: a ``BlockSparse`` mask's own blocks; ~the local window for
-    local masks (16..128); else 128 (shrunk for short sequences)."""
+    local masks (16..128); else 512 (shrunk for short sequences)."""
     multiple = mask.block_multiple()
     if multiple is not None:
         return int(multiple[0]), int(multiple[1])
     width = _natural_block(mask)
-    block = _MAX_BLOCK if width is None else min(_MAX_BLOCK, max(_MIN_BLOCK, _pow2_ceil(width)))
+    block = (
+        _MAX_BLOCK if width is None else min(_MAX_LOCAL_BLOCK, max(_MIN_BLOCK, _pow2_ceil(width)))
+    )
     return min(block, _pow2_ceil(t)), min(block, _pow2_ceil(s))
+
+
+@jax.custom_vjp
+def _masked_exp(x, ok):
+    """``where(ok, exp(x), 0)`` whose backward keeps only the result (one tile-sized buffer)."""
+    return jnp.where(ok, jnp.exp(x), 0.0)
+
+
+def _masked_exp_fwd(x, ok):
+    p = _masked_exp(x, ok)
+    return p, p
+
+
+def _masked_exp_bwd(p, g):
+    return g * p, None
+
+
+_masked_exp.defvjp(_masked_exp_fwd, _masked_exp_bwd)
 
 
 def _tile_list(lists, nq: int):
@@ -125,11 +146,10 @@ def attend_blocked(q, k, v, mask: Mask, scale: float) -> jax.Array:
     ok = ok & (k_pos < s) & (q_pos < t)  # [B|1, H|1, P, bq, bk]
     ok = group_heads(jnp.broadcast_to(ok, (*ok.shape[:2], p_len, bq, bk)), hkv)
 
-    logits = jnp.where(ok, logits, MASK_VALUE)
-    tile_max = jnp.moveaxis(jnp.max(logits, axis=-1), 3, 0)  # [P, b, hkv, g, bq]
-    row_max = jax.ops.segment_max(tile_max, q_ids, nq, indices_are_sorted=True)
+    tile_max = jnp.max(jnp.where(ok, logits, MASK_VALUE), axis=-1)  # [b, hkv, g, P, bq]
+    row_max = jax.ops.segment_max(jnp.moveaxis(tile_max, 3, 0), q_ids, nq, indices_are_sorted=True)
     row_max = jnp.moveaxis(jax.lax.stop_gradient(row_max)[q_ids], 0, 3)[..., None]
-    p = jnp.where(ok, jnp.exp(logits - row_max), 0.0)  # [b, hkv, g, P, bq, bk]
+    p = _masked_exp(logits - row_max, ok)  # [b, hkv, g, P, bq, bk]
     denom = jax.ops.segment_sum(
         jnp.moveaxis(p.sum(-1), 3, 0), q_ids, nq, indices_are_sorted=True
     )  # [nq, b, hkv, g, bq]

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from attnzoo.pallas_kernels import tiles
-from attnzoo.pallas_kernels.gpu.flash_attention import _WHOLE, _allowed, _at, _call
+from attnzoo.pallas_kernels.gpu.flash_attention import WHOLE, launch, read_at, tile_mask
 from attnzoo.pallas_kernels.plan import Plan
 
 
@@ -31,9 +31,9 @@ def _kernel(plan: Plan, idx_ref, cnt_ref, lam_ref, q1_ref, q2_ref, k1_ref, k2_re
 
     def body(n, carry):
         sig, noise = carry
-        k0 = _at(idx_ref, b, 0, i, n) * bk
+        k0 = read_at(idx_ref, b, 0, i, n) * bk
         v = v_ref[b, hk, pl.ds(k0, bk), :]  # read once for both maps
-        allowed = _allowed(plan, op_refs, b, 0, i * bq, k0)  # [bq, bk]
+        allowed = tile_mask(plan, op_refs, b, 0, i * bq, k0)  # [bq, bk]
         s1 = tiles.logits(q1, k1_ref[b, hk, pl.ds(k0, bk), :], plan.scale)
         s2 = tiles.logits(q2, k2_ref[b, hk, pl.ds(k0, bk), :], plan.scale)
         sig_allowed = jnp.broadcast_to(allowed[None], (r, bq, bk)).reshape(r * bq, bk)
@@ -49,7 +49,7 @@ def _kernel(plan: Plan, idx_ref, cnt_ref, lam_ref, q1_ref, q2_ref, k1_ref, k2_re
             jnp.zeros((rows, dv), jnp.float32),
         )
 
-    sig, noise = jax.lax.fori_loop(0, _at(cnt_ref, b, 0, i), body, (init(r * bq), init(bq)))
+    sig, noise = jax.lax.fori_loop(0, read_at(cnt_ref, b, 0, i), body, (init(r * bq), init(bq)))
     o1, lse1 = tiles.finish(*sig)
     o2, lse2 = tiles.finish(*noise)
     lam = lam_ref[...].reshape(r, 1, 1)  # f32, per signal head of this group
@@ -68,12 +68,12 @@ def forward(plan: Plan, lists, q1, q2, k1, k2, v, lam, operands):
     sig = lambda w: pl.BlockSpec((None, r, bq, w), lambda b, j, i: (b, j, i, 0))  # noqa: E731
     noise = lambda w: pl.BlockSpec((None, None, bq, w), lambda b, j, i: (b, j, i, 0))  # noqa: E731
     lam_spec = pl.BlockSpec((r,), lambda b, j, i: (j,))
-    return _call(
+    return launch(
         plan,
         functools.partial(_kernel, r=r),
         grid=(b, h2, tp // bq),
-        in_specs=[_WHOLE, _WHOLE, lam_spec, sig(d), noise(d), _WHOLE, _WHOLE, _WHOLE]
-        + [_WHOLE] * len(operands),
+        in_specs=[WHOLE, WHOLE, lam_spec, sig(d), noise(d), WHOLE, WHOLE, WHOLE]
+        + [WHOLE] * len(operands),
         out_specs=[sig(dv), noise(dv), sig(1), noise(1)],
         out_shape=[
             jax.ShapeDtypeStruct((b, h1, tp, dv), q1.dtype),

@@ -21,7 +21,7 @@ from attnzoo.pallas_kernels import tiles
 from attnzoo.pallas_kernels.plan import Plan
 
 
-def _at(ref, b, h, *rest):
+def read_at(ref, b, h, *rest):
     """``ref[b|0, h|0, *rest]`` for a ref with broadcastable ``[B|1, H|1, ...]`` axes."""
     return ref[b if ref.shape[0] > 1 else 0, h if ref.shape[1] > 1 else 0, *rest]
 
@@ -29,7 +29,7 @@ def _at(ref, b, h, *rest):
 def _operand_tiles(refs, b, h, q0, k0, bq, bk):
     """Each mask operand read on the tile at (q0, k0): ``[bq|1, bk|1]``."""
     return [
-        _at(
+        read_at(
             ref,
             b,
             h,
@@ -40,13 +40,15 @@ def _operand_tiles(refs, b, h, q0, k0, bq, bk):
     ]
 
 
-def _allowed(plan: Plan, op_refs, b, h, q0, k0):
+def tile_mask(plan: Plan, op_refs, b, h, q0, k0):
+    """bool ``[bq, bk]``: the mask on the tile at (q0, k0) of batch b, query head h."""
     vals = _operand_tiles(op_refs, b, h, q0, k0, plan.block_q, plan.block_k)
     shape = (plan.block_q, plan.block_k)
     return tiles.tile_allowed(plan.fn, vals, q0, k0, shape, plan.q_len, plan.kv_len)
 
 
-def _call(plan: Plan, kernel, grid, in_specs, out_specs, out_shape):
+def launch(plan: Plan, kernel, grid, in_specs, out_specs, out_shape):
+    """``pallas_call`` of ``kernel(plan, *refs)`` with our Triton settings."""
     return pl.pallas_call(
         functools.partial(kernel, plan),
         grid=grid,
@@ -63,7 +65,7 @@ def _rows(block: int, width: int):
     return pl.BlockSpec((None, None, block, width), lambda b, h, i: (b, h, i, 0))
 
 
-_WHOLE = pl.no_block_spec
+WHOLE = pl.no_block_spec
 
 
 # ----------------------------------------------------------------------------- forward
@@ -76,10 +78,10 @@ def _forward_kernel(plan: Plan, idx_ref, cnt_ref, q_ref, k_ref, v_ref, *refs):
     q = q_ref[...]  # [bq, d]
 
     def body(j, carry):
-        k0 = _at(idx_ref, b, h, i, j) * bk
+        k0 = read_at(idx_ref, b, h, i, j) * bk
         k = k_ref[b, hk, pl.ds(k0, bk), :]  # [bk, d]
         v = v_ref[b, hk, pl.ds(k0, bk), :]  # [bk, dv]
-        allowed = _allowed(plan, op_refs, b, h, i * bq, k0)
+        allowed = tile_mask(plan, op_refs, b, h, i * bq, k0)
         return tiles.online_softmax_step(tiles.logits(q, k, plan.scale), allowed, v, *carry)
 
     init = (
@@ -87,7 +89,7 @@ def _forward_kernel(plan: Plan, idx_ref, cnt_ref, q_ref, k_ref, v_ref, *refs):
         jnp.zeros((bq, 1), jnp.float32),
         jnp.zeros((bq, o_ref.shape[-1]), jnp.float32),
     )
-    out, lse = tiles.finish(*jax.lax.fori_loop(0, _at(cnt_ref, b, h, i), body, init))
+    out, lse = tiles.finish(*jax.lax.fori_loop(0, read_at(cnt_ref, b, h, i), body, init))
     o_ref[...] = out.astype(o_ref.dtype)
     lse_ref[...] = lse
 
@@ -96,11 +98,11 @@ def forward(plan: Plan, lists, q, k, v, operands):
     """``(out [b, hq, tp, dv], lse [b, hq, tp, 1] f32)``."""
     b, hq, tp, d = q.shape
     bq, dv = plan.block_q, v.shape[-1]
-    return _call(
+    return launch(
         plan,
         _forward_kernel,
         grid=(b, hq, tp // bq),
-        in_specs=[_WHOLE, _WHOLE, _rows(bq, d), _WHOLE, _WHOLE] + [_WHOLE] * len(operands),
+        in_specs=[WHOLE, WHOLE, _rows(bq, d), WHOLE, WHOLE] + [WHOLE] * len(operands),
         out_specs=[_rows(bq, dv), _rows(bq, 1)],
         out_shape=[
             jax.ShapeDtypeStruct((b, hq, tp, dv), q.dtype),
@@ -119,15 +121,15 @@ def _dq_kernel(plan: Plan, idx_ref, cnt_ref, q_ref, k_ref, v_ref, do_ref, lse_re
     q, do, lse, delta = q_ref[...], do_ref[...], lse_ref[...], dl_ref[...]
 
     def body(j, dq):
-        k0 = _at(idx_ref, b, h, i, j) * bk
+        k0 = read_at(idx_ref, b, h, i, j) * bk
         k = k_ref[b, hk, pl.ds(k0, bk), :]
         v = v_ref[b, hk, pl.ds(k0, bk), :]
-        allowed = _allowed(plan, op_refs, b, h, i * bq, k0)
+        allowed = tile_mask(plan, op_refs, b, h, i * bq, k0)
         _, ds = tiles.probs_and_dlogits(q, k, v, do, lse, delta, allowed, plan.scale)
         return dq + tiles.dot(ds.astype(k.dtype), k)
 
     dq = jax.lax.fori_loop(
-        0, _at(cnt_ref, b, h, i), body, jnp.zeros((bq, q.shape[-1]), jnp.float32)
+        0, read_at(cnt_ref, b, h, i), body, jnp.zeros((bq, q.shape[-1]), jnp.float32)
     )
     dq_ref[...] = (dq * plan.scale).astype(dq_ref.dtype)
 
@@ -143,18 +145,18 @@ def _dkdv_kernel(plan: Plan, idx_ref, cnt_ref, q_ref, k_ref, v_ref, do_ref, lse_
 
         def body(j, carry):
             dk, dv = carry
-            q0 = _at(idx_ref, b, h, n, j) * bq
+            q0 = read_at(idx_ref, b, h, n, j) * bq
             q = q_ref[b, h, pl.ds(q0, bq), :]
             do = do_ref[b, h, pl.ds(q0, bq), :]
             lse = lse_ref[b, h, pl.ds(q0, bq), :]
             delta = dl_ref[b, h, pl.ds(q0, bq), :]
-            allowed = _allowed(plan, op_refs, b, h, q0, n * bk)
+            allowed = tile_mask(plan, op_refs, b, h, q0, n * bk)
             p, ds = tiles.probs_and_dlogits(q, k, v, do, lse, delta, allowed, plan.scale)
             dv = dv + tiles.dot(p.astype(do.dtype), do, trans_a=True)
             dk = dk + tiles.dot(ds.astype(q.dtype), q, trans_a=True)
             return dk, dv
 
-        return jax.lax.fori_loop(0, _at(cnt_ref, b, h, n), body, carry)
+        return jax.lax.fori_loop(0, read_at(cnt_ref, b, h, n), body, carry)
 
     init = (
         jnp.zeros((bk, k.shape[-1]), jnp.float32),
@@ -170,22 +172,22 @@ def backward(plan: Plan, lists, lists_t, q, k, v, operands, do, lse, delta):
     b, hq, tp, d = q.shape
     hkv, sp, dv = k.shape[1], k.shape[2], v.shape[-1]
     bq, bk = plan.block_q, plan.block_k
-    ops = [_WHOLE] * len(operands)
-    dq = _call(
+    ops = [WHOLE] * len(operands)
+    dq = launch(
         plan,
         _dq_kernel,
         grid=(b, hq, tp // bq),
-        in_specs=[_WHOLE, _WHOLE, _rows(bq, d), _WHOLE, _WHOLE]
+        in_specs=[WHOLE, WHOLE, _rows(bq, d), WHOLE, WHOLE]
         + [_rows(bq, dv), _rows(bq, 1), _rows(bq, 1)]
         + ops,
         out_specs=_rows(bq, d),
         out_shape=jax.ShapeDtypeStruct(q.shape, q.dtype),
     )(lists.indices, lists.counts, q, k, v, do, lse, delta, *operands)
-    dk, dv_ = _call(
+    dk, dv_ = launch(
         plan,
         _dkdv_kernel,
         grid=(b, hkv, sp // bk),
-        in_specs=[_WHOLE, _WHOLE, _WHOLE, _rows(bk, d), _rows(bk, dv)] + [_WHOLE] * 3 + ops,
+        in_specs=[WHOLE, WHOLE, WHOLE, _rows(bk, d), _rows(bk, dv)] + [WHOLE] * 3 + ops,
         out_specs=[_rows(bk, d), _rows(bk, dv)],
         out_shape=[
             jax.ShapeDtypeStruct(k.shape, k.dtype),

@@ -18,7 +18,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from attnzoo.pallas_kernels import tiles
 from attnzoo.pallas_kernels.plan import Plan
-from attnzoo.pallas_kernels.tpu.flash_attention import _allowed, _call, _Flat, _operand_spec
+from attnzoo.pallas_kernels.tpu.flash_attention import FlatLists, launch, operand_spec, tile_mask
 
 
 def _kernel(plan: Plan, flat, r, idx_ref, cnt_ref, lam_ref, q1_ref, q2_ref, *refs):
@@ -37,7 +37,7 @@ def _kernel(plan: Plan, flat, r, idx_ref, cnt_ref, lam_ref, q1_ref, q2_ref, *ref
     @pl.when(n < cnt_ref[flat.row(b, 0, i)])
     def _step():
         k0 = idx_ref[flat.slot(b, 0, i, n)] * plan.block_k
-        allowed = _allowed(plan, op_refs, i * bq, k0)  # [bq, bk]
+        allowed = tile_mask(plan, op_refs, i * bq, k0)  # [bq, bk]
         v = v_ref[...]
         q1 = q1_ref[...].reshape(r * bq, -1)
         s1 = tiles.logits(q1, k1_ref[...], plan.scale)
@@ -67,7 +67,7 @@ def forward(plan: Plan, lists, q1, q2, k1, k2, v, lam, operands):
     b, h1, tp, d = q1.shape
     h2, dv = q2.shape[1], v.shape[-1]
     r, bq, bk, g = h1 // h2, plan.block_q, plan.block_k, plan.group
-    flat = _Flat(lists.indices)
+    flat = FlatLists(lists.indices)
 
     def kv_rows(b, j, i, n, idx, cnt):
         return (b, j // g, idx[flat.slot(b, 0, i, n)], 0)
@@ -83,12 +83,12 @@ def forward(plan: Plan, lists, q1, q2, k1, k2, v, lam, operands):
         for rows in (r * bq, bq)
         for shape in ((rows, 1), (rows, 1), (rows, dv))
     ]
-    return _call(
+    return launch(
         functools.partial(_kernel, plan, flat, r),
         2,
         (b, h2, tp // bq, lists.indices.shape[-1]),
         [pl.BlockSpec((r,), lambda b, j, *_: (j,)), sig(d), noise(d), *kv]
-        + [_operand_spec(op, bq, bk, tile) for op in operands],
+        + [operand_spec(op, bq, bk, tile) for op in operands],
         [sig(dv), noise(dv), sig(1), noise(1)],
         [
             jax.ShapeDtypeStruct((b, h1, tp, dv), q1.dtype),

@@ -22,7 +22,7 @@ from attnzoo.pallas_kernels import tiles
 from attnzoo.pallas_kernels.plan import Plan
 
 
-class _Flat:
+class FlatLists:
     """Index arithmetic for a flattened ``[B|1, H|1, n, width]`` list / ``[B|1, H|1, n]`` count."""
 
     def __init__(self, indices):
@@ -37,7 +37,7 @@ class _Flat:
         return self.row(b, h, i) * self.width + j
 
 
-def _operand_spec(op, bq, bk, where):
+def operand_spec(op, bq, bk, where):
     """BlockSpec of a mask operand; ``where(*grid, *prefetch) -> (b, h, q_block, k_block)``."""
     bo, ho, to, so = op.shape
 
@@ -48,13 +48,16 @@ def _operand_spec(op, bq, bk, where):
     return pl.BlockSpec((None, None, bq if to > 1 else 1, bk if so > 1 else 1), index_map)
 
 
-def _allowed(plan: Plan, op_refs, q0, k0):
+def tile_mask(plan: Plan, op_refs, q0, k0):
+    """bool ``[bq, bk]``: the mask on the tile at (q0, k0) (operand refs hold the tile)."""
     vals = [ref[...] for ref in op_refs]
     shape = (plan.block_q, plan.block_k)
     return tiles.tile_allowed(plan.fn, vals, q0, k0, shape, plan.q_len, plan.kv_len)
 
 
-def _call(kernel, num_prefetch, grid, in_specs, out_specs, out_shape, scratch, sem, interpret):
+def launch(kernel, num_prefetch, grid, in_specs, out_specs, out_shape, scratch, sem, interpret):
+    """``pallas_call`` with a ``PrefetchScalarGridSpec`` (the first ``num_prefetch`` inputs in
+    SMEM) and the dimension semantics ``sem``."""
     return pl.pallas_call(
         kernel,
         grid_spec=pltpu.PrefetchScalarGridSpec(
@@ -76,7 +79,7 @@ def _call(kernel, num_prefetch, grid, in_specs, out_specs, out_shape, scratch, s
 def _q_walk_specs(plan: Plan, lists, widths_q, widths_kv, operands):
     """Specs for grid ``(b, hq, nq, max_k)``: q-side arrays by query block, k/v by list entry."""
     bq, bk, g = plan.block_q, plan.block_k, plan.group
-    flat = _Flat(lists.indices)
+    flat = FlatLists(lists.indices)
 
     def kv_block(b, h, i, j, idx, cnt):
         return idx[flat.slot(b, h, i, j)]
@@ -90,7 +93,7 @@ def _q_walk_specs(plan: Plan, lists, widths_q, widths_kv, operands):
         for w in widths_kv
     ]
     ops = [
-        _operand_spec(
+        operand_spec(
             op, bq, bk, lambda b, h, i, j, idx, cnt: (b, h, i, kv_block(b, h, i, j, idx, cnt))
         )
         for op in operands
@@ -111,7 +114,7 @@ def _forward_kernel(plan: Plan, flat, idx_ref, cnt_ref, q_ref, k_ref, v_ref, *re
     @pl.when(j < cnt_ref[flat.row(b, h, i)])
     def _step():
         k0 = idx_ref[flat.slot(b, h, i, j)] * plan.block_k
-        allowed = _allowed(plan, op_refs, i * plan.block_q, k0)
+        allowed = tile_mask(plan, op_refs, i * plan.block_q, k0)
         s = tiles.logits(q_ref[...], k_ref[...], plan.scale)
         m, row_sum, acc = tiles.online_softmax_step(
             s, allowed, v_ref[...], m_sc[...], l_sc[...], acc_sc[...]
@@ -133,7 +136,7 @@ def forward(plan: Plan, lists, q, k, v, operands):
     out_rows = [
         pl.BlockSpec((None, None, bq, w), lambda b, h, i, *_: (b, h, i, 0)) for w in (dv, 1)
     ]
-    return _call(
+    return launch(
         functools.partial(_forward_kernel, plan, flat),
         2,
         (b, hq, tp // bq, lists.indices.shape[-1]),
@@ -167,7 +170,7 @@ def _dq_kernel(plan: Plan, flat, idx_ref, cnt_ref, q_ref, do_ref, lse_ref, dl_re
     @pl.when(j < cnt_ref[flat.row(b, h, i)])
     def _step():
         k0 = idx_ref[flat.slot(b, h, i, j)] * plan.block_k
-        allowed = _allowed(plan, op_refs, i * plan.block_q, k0)
+        allowed = tile_mask(plan, op_refs, i * plan.block_q, k0)
         k = k_ref[...]
         _, ds = tiles.probs_and_dlogits(
             q_ref[...], k, v_ref[...], do_ref[...], lse_ref[...], dl_ref[...], allowed, plan.scale
@@ -192,7 +195,7 @@ def _dkdv_kernel(plan: Plan, flat, idx_ref, cnt_ref, k_ref, v_ref, q_ref, do_ref
     @pl.when(j < cnt_ref[flat.row(b, h, n)])
     def _step():
         q0 = idx_ref[flat.slot(b, h, n, j)] * plan.block_q
-        allowed = _allowed(plan, op_refs, q0, n * plan.block_k)
+        allowed = tile_mask(plan, op_refs, q0, n * plan.block_k)
         q, do = q_ref[...], do_ref[...]
         p, ds = tiles.probs_and_dlogits(
             q, k_ref[...], v_ref[...], do, lse_ref[...], dl_ref[...], allowed, plan.scale
@@ -210,7 +213,7 @@ def _dq(plan: Plan, lists, q, k, v, operands, do, lse, delta):
     b, hq, tp, d = q.shape
     bq, dv = plan.block_q, v.shape[-1]
     flat, q_side, kv_side, ops = _q_walk_specs(plan, lists, [d, dv, 1, 1], [d, dv], operands)
-    return _call(
+    return launch(
         functools.partial(_dq_kernel, plan, flat),
         2,
         (b, hq, tp // bq, lists.indices.shape[-1]),
@@ -230,7 +233,7 @@ def _dq(plan: Plan, lists, q, k, v, operands, do, lse, delta):
 def _dkdv(plan: Plan, lists_t, q, k, v, operands, do, lse, delta):
     b, hkv, sp, d = k.shape
     bq, bk, g, dv = plan.block_q, plan.block_k, plan.group, v.shape[-1]
-    flat = _Flat(lists_t.indices)
+    flat = FlatLists(lists_t.indices)
 
     def q_block(b, hk, n, gi, j, idx, cnt):
         return idx[flat.slot(b, hk * g + gi, n, j)]
@@ -245,8 +248,8 @@ def _dkdv(plan: Plan, lists_t, q, k, v, operands, do, lse, delta):
         pl.BlockSpec((None, None, bk, w), lambda b, hk, n, *_: (b, hk, n, 0)) for w in (d, dv)
     ]
     q_side = [pl.BlockSpec((None, None, bq, w), q_rows) for w in (d, dv, 1, 1)]
-    ops = [_operand_spec(op, bq, bk, tile) for op in operands]
-    return _call(
+    ops = [operand_spec(op, bq, bk, tile) for op in operands]
+    return launch(
         functools.partial(_dkdv_kernel, plan, flat),
         2,
         (b, hkv, sp // bk, g, lists_t.indices.shape[-1]),
