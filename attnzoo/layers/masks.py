@@ -3,13 +3,17 @@
 A mask says which (query, key) pairs may attend. Instead of a dense ``[T, S]`` array, each
 mask is a small frozen dataclass that can
 
-* evaluate itself at arbitrary (query, key) positions: ``allowed(q_pos, k_pos)``; used by the
-  blocked XLA paths and by kernels to mask inside a tile,
+* evaluate itself at arbitrary (query, key) positions: ``allowed(q_pos, k_pos)``,
+* give its pointwise form ``pointwise()`` -> :class:`Pointwise` (a function of positions and
+  small per-position operands), which the xla path and every kernel evaluate inside a tile:
+  one mask-evaluation path for all kinds,
 * materialise itself for the reference path: ``materialize(q_len, kv_len)`` ->
   bool ``[B|1, H|1, T, S]`` (always 4-D; ``H`` counts *query* heads),
 * list, per query block, the key blocks that hold at least one allowed pair:
-  ``block_lists(q_len, kv_len, block_q, block_k)`` -> :class:`BlockLists`, so kernels can
-  skip empty tiles. ``max_k`` (the list width) is a static Python int.
+  ``block_lists(q_len, kv_len, block_q, block_k)`` -> :class:`BlockLists` (exact), and
+  ``tile_lists(...)`` (what kernels visit: the same, or a cheap superset for combinations),
+  so kernels skip empty tiles. ``max_k`` (the list width) is a static Python int.
+  ``BlockSparse`` is exact only at tiles dividing its blocks (``block_multiple()``).
 
 Positions are absolute: query ``i`` is row ``i`` of ``q``, key ``j`` is row ``j`` of ``k``.
 ``None`` means full attention everywhere in the API (see :func:`dense_mask`,
