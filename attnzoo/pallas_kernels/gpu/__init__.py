@@ -1,0 +1,1 @@
+"""Pallas Triton kernels (GPU)."""
