@@ -112,7 +112,7 @@ def differential_attention(
         )
     if lists.indices.shape[1] != 1 or any(op.shape[1] != 1 for op in operands):
         raise ValueError("impl='pallas' differential attention takes masks without a head axis")
-    check_head_dims(q=d, v=dv)
+    check_head_dims(d, dv)
     lam = jnp.broadcast_to(jnp.asarray(lam, jnp.float32), (h1,))
     tp, sp = padded(t, block_q), padded(s, block_k)
     dp, dvp = head_width(d, backend), head_width(dv, backend)

@@ -103,7 +103,7 @@ def flash_attention(
       interpret: ``False`` to compile for the backend; ``True`` (or ``pltpu.InterpretParams``
         for the TPU kernels) to run them in interpret mode, e.g. on CPU.
     """
-    check_head_dims(q=q.shape[-1], v=v.shape[-1])
+    check_head_dims(q.shape[-1], v.shape[-1])
     t, hq = q.shape[1], q.shape[2]
     s, hkv, dv = k.shape[1], k.shape[2], v.shape[-1]
     tp, sp = padded(t, block_q), padded(s, block_k)

@@ -13,10 +13,10 @@ def pow2_ceil(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def check_head_dims(**dims: int) -> None:
+def check_head_dims(d: int, dv: int) -> None:
     """Refuse head dims outside :data:`HEAD_DIMS` with one line naming the alternative."""
     lo, hi = HEAD_DIMS
-    for name, dim in dims.items():
+    for name, dim in (("q/k", d), ("v", dv)):
         if not lo <= dim <= hi:
             raise ValueError(
                 f"impl='pallas' takes head dims {lo}..{hi}, got {name} head dim {dim}; "
