@@ -1,6 +1,7 @@
 """Shared NNX building blocks: the attention core (structured masks, `attend`,
-`MultiHeadAttention`, RoPE), norms, MLPs, patch and position embeddings."""
+`MultiHeadAttention`, RoPE), activations, norms, MLPs, patch and position embeddings."""
 
+from attnzoo.layers.activations import gelu_tanh
 from attnzoo.layers.attention import attend, attention_weights
 from attnzoo.layers.masks import (
     And,
@@ -36,6 +37,7 @@ __all__ = [
     "apply_rope",
     "attend",
     "attention_weights",
+    "gelu_tanh",
     "layer_norm",
     "rms_norm",
     "sincos_2d",
