@@ -37,6 +37,17 @@ def matmul_peak_flops(sizes=(1024, 2048, 3072), repeats: int = 5) -> float:
     return best
 
 
+def step_flops(trainer, local_batch: dict) -> float:
+    """FLOPs of one compiled train step of `trainer` on `local_batch` (XLA cost analysis)."""
+    from attnzoo.train_loops import partitioning
+
+    with trainer._context():
+        compiled = trainer._train_step.lower(
+            trainer.sharded_abstract_state(), partitioning.global_batch(local_batch, trainer.mesh)
+        ).compile()
+    return float(compiled.cost_analysis()["flops"])
+
+
 def report(title: str, rows: list[tuple[str, object]], out: str | None, extra: dict) -> None:
     """Prints a two-column table and writes the same figures (+ `extra`) as JSON to `out`."""
     width = max(len(k) for k, _ in rows)

@@ -18,23 +18,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, matmul_peak_flops, report  # noqa: E402
+from common import machine, matmul_peak_flops, report, step_flops  # noqa: E402
 
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
-from attnzoo.train_loops import partitioning  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
-
-
-def step_flops(trainer: Trainer) -> float:
-    """FLOPs of one compiled train step (XLA cost analysis)."""
-    batch = next(
-        iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
-    )
-    with trainer._context():
-        compiled = trainer._train_step.lower(
-            trainer.sharded_abstract_state(), partitioning.global_batch(batch, trainer.mesh)
-        ).compile()
-    return float(compiled.cost_analysis()["flops"])
 
 
 def main() -> None:
@@ -53,7 +40,8 @@ def main() -> None:
 
     peak = matmul_peak_flops()
     trainer = Trainer(config, workdir)
-    flops = step_flops(trainer)
+    batches = trainer.family.make_dataset("train", train=True, process_index=0, process_count=1)
+    flops = step_flops(trainer, next(iter(batches)))
     start = time.time()
     results = trainer.train()
     total = time.time() - start

@@ -1,6 +1,7 @@
 """Shared NNX building blocks: the attention core (structured masks, `attend`,
-`MultiHeadAttention`, RoPE), norms, MLPs, patch and position embeddings."""
+`MultiHeadAttention`, RoPE), activations, norms, MLPs, patch and position embeddings."""
 
+from attnzoo.layers.activations import gelu_tanh
 from attnzoo.layers.attention import attend, attention_weights
 from attnzoo.layers.differential import differential_attend
 from attnzoo.layers.masks import (
@@ -44,6 +45,7 @@ __all__ = [
     "attention_weights",
     "differential_attend",
     "from_window_first",
+    "gelu_tanh",
     "layer_norm",
     "rms_norm",
     "sincos_2d",

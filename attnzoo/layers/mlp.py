@@ -4,8 +4,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attnzoo.layers.activations import gelu_tanh
+
 _ACTIVATIONS = {
-    "gelu": nnx.gelu,
+    "gelu": gelu_tanh,
     "gelu_exact": lambda x: nnx.gelu(x, approximate=False),
     "relu": nnx.relu,
     "silu": nnx.silu,

@@ -1,0 +1,193 @@
+"""attnzoo's train step against PyTorch + timm on the same model, data and CPU, side by side.
+
+    ATTNZOO_DATA_DIR=../shared/data .venv/bin/python benchmarks/vs_pytorch.py --out vs.json
+
+The same ViT-tiny as `vit_tiny_fmnist` (width 192, depth 12, 3 heads, MLP 768, mean
+pooling, f32) on Fashion-MNIST batches, trained with AdamW + global-norm clipping, in
+attnzoo's engine (`Trainer.train_step`: host batch -> device, forward, backward, clip,
+update) and in timm (`VisionTransformer`, `create_optimizer_v2("adamw")`,
+`clip_grad_norm_`), at 14x14 patches (4 tokens, batch 512) and 4x4 patches (49 tokens,
+batch 128). PyTorch runs in its own environment, benchmarks/peers/.venv, which this script
+creates on first use from benchmarks/peers/requirements.txt (CPU wheels); it never enters
+the project's install.
+
+The machine is shared and noisy, so the two frameworks alternate in one run (attnzoo,
+timm, attnzoo, timm, ...; the idle one waits) and the table shows medians over the rounds.
+Also printed: each framework's f32 matmul FLOP/s measured in the same run (JAX's once per
+round, median), the step's FLOPs (XLA cost analysis), its efficiency (achieved FLOP/s /
+JAX matmul FLOP/s), and the host time the input pipeline takes per batch as a share of
+the step.
+Targets: attnzoo >= 1.2x timm's images/s at both patch sizes, >= 60% of the matmul FLOP/s.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine, matmul_peak_flops, report, step_flops  # noqa: E402
+
+from attnzoo.configs import load_config  # noqa: E402
+from attnzoo.train_loops.trainer import Trainer  # noqa: E402
+
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers")
+PEER_VENV = os.path.join(PEERS, ".venv")
+PEER_PYTHON = os.path.join(PEER_VENV, "bin", "python")
+REQUIREMENTS = os.path.join(PEERS, "requirements.txt")
+CASES = {"14x14": (14, 512), "4x4": (4, 128)}  # name -> (patch size, batch size)
+
+
+def ensure_peer_env() -> None:
+    """Creates benchmarks/peers/.venv with the pinned CPU torch + timm (once per
+    requirements.txt: a copy of the installed one is kept in the venv as a stamp)."""
+    stamp = os.path.join(PEER_VENV, "requirements.txt")
+    wanted = open(REQUIREMENTS).read()
+    if os.path.exists(stamp) and open(stamp).read() == wanted:
+        return
+    print(f"creating the PyTorch peer environment in {PEER_VENV} ...", flush=True)
+    subprocess.run(["python3.11", "-m", "venv", PEER_VENV], check=True)
+    pip = [PEER_PYTHON, "-m", "pip", "install", "-q", "--no-deps", "-r", REQUIREMENTS]
+    subprocess.run(pip, check=True)
+    with open(stamp, "w") as f:
+        f.write(wanted)
+
+
+class TimmWorker:
+    """The peer process (benchmarks/peers/timm_vit.py), one JSON request per line."""
+
+    def __init__(self):
+        script = os.path.join(PEERS, "timm_vit.py")
+        self.proc = subprocess.Popen(
+            [PEER_PYTHON, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def __call__(self, cmd: str, **kwargs) -> dict:
+        self.proc.stdin.write(json.dumps({"cmd": cmd, **kwargs}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the timm peer exited (code {self.proc.wait()}) during {cmd!r}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def case_config(patch: int, batch: int):
+    config = load_config("vit_tiny_fmnist")
+    config.model.patch_size = patch
+    config.train.update(batch_size=batch, eval_batch_size=batch)
+    config.mesh.shape = (1, 1, 1)  # one device: the peer runs in one process too
+    return config
+
+
+def run_case(name: str, peer: TimmWorker, rounds: int, steps: int) -> tuple[dict, dict]:
+    """`(figures, per-round detail)` of one case, attnzoo and timm alternating."""
+    patch, batch = CASES[name]
+    config = case_config(patch, batch)
+    trainer = Trainer(config, tempfile.mkdtemp(prefix="vs_pytorch_"))
+    data = iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
+    next(data)  # the first batch loads the split into memory
+    start = time.perf_counter()
+    batches = [next(data) for _ in range(8)]
+    host_s = (time.perf_counter() - start) / len(batches)  # input pipeline time per batch
+
+    with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as f:
+        np.savez(f, **{k: np.stack([b[k] for b in batches]) for k in ("image", "label")})
+    h, w, c = batches[0]["image"].shape[1:]
+    model = {**config.model.to_dict(), "image_size": (h, w), "in_channels": c, "num_classes": 10}
+    opt = config.optimizer
+    info = peer(
+        "setup",
+        model=model,
+        batches=f.name,
+        lr=opt.learning_rate,
+        weight_decay=opt.weight_decay,
+        clip_norm=opt.clip_norm,
+    )
+    os.remove(f.name)
+
+    flops = step_flops(trainer, batches[0])
+    state = trainer.init_state()
+    params = nnx.state(trainer.model(state["model"]), nnx.Param)
+    ours_params = sum(x.size for x in jax.tree.leaves(params))
+
+    def ours(n: int) -> float:
+        nonlocal state
+        start = time.perf_counter()
+        for i in range(n):
+            state, _ = trainer.train_step(state, batches[i % len(batches)])
+        jax.block_until_ready(state)
+        return time.perf_counter() - start
+
+    ours(2), peer("steps", n=2)  # compile / warm up
+    ours_ips, peer_ips, peaks = [], [], []
+    for _ in range(rounds):  # the matmul rate too, as the load on the machine varies
+        peaks.append(matmul_peak_flops(sizes=(2048,), repeats=3))
+        ours_ips.append(steps * batch / ours(steps))
+        peer_ips.append(steps * batch / peer("steps", n=steps)["seconds"])
+    step_s = batch / statistics.median(ours_ips)
+    achieved, peak = flops / step_s, statistics.median(peaks)
+    return {
+        "attnzoo images/s": statistics.median(ours_ips),
+        "timm images/s": statistics.median(peer_ips),
+        "ratio attnzoo / timm": statistics.median(ours_ips) / statistics.median(peer_ips),
+        "step GFLOP (XLA)": flops / 1e9,
+        "JAX f32 matmul GFLOP/s (2048^2)": peak / 1e9,
+        "attnzoo achieved GFLOP/s": achieved / 1e9,
+        "fraction of matmul FLOP/s": achieved / peak,
+        "host input time / step": host_s / step_s,
+        "params attnzoo / timm": f"{ours_params} / {info['params']}",
+    }, {"attnzoo images/s": ours_ips, "timm images/s": peer_ips, "matmul FLOP/s": peaks, **info}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="14x14,4x4", help=f"comma-separated of {list(CASES)}")
+    parser.add_argument("--rounds", type=int, default=5, help="alternations per case")
+    parser.add_argument("--steps", type=int, default=3, help="train steps per round")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+    cases = args.cases.split(",")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
+    if args.rounds < 1 or args.steps < 1:
+        parser.error("--rounds and --steps must be >= 1")
+
+    ensure_peer_env()
+    peer = TimmWorker()
+    try:
+        peer_peak = peer("matmul", n=2048)["flops"]
+        results = {c: run_case(c, peer, args.rounds, args.steps) for c in cases}
+    finally:
+        peer.close()
+    rows = [("PyTorch f32 matmul GFLOP/s (2048^2)", peer_peak / 1e9)]
+    for case, (figures, _) in results.items():
+        rows += [(f"{case}: {k}", v) for k, v in figures.items()]
+    report(
+        "ViT-tiny train step: attnzoo vs PyTorch + timm (medians of interleaved rounds)",
+        rows,
+        args.out,
+        {
+            "machine": machine(),
+            "rounds": {c: r for c, (_, r) in results.items()},
+            "args": vars(args),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
