@@ -36,15 +36,21 @@ def fourier_seasonality(x: jax.Array, k: int) -> jax.Array:
     freqs = jnp.fft.rfftfreq(t)
     stop = -1 if t % 2 == 0 else None  # drop DC and, for even T, Nyquist
     spectrum, freqs = spectrum[:, 1:stop], freqs[1:stop]
-    magnitude = jnp.abs(spectrum)
+    magnitude = jax.lax.stop_gradient(jnp.abs(spectrum))  # only ranks the bins
     _, top = jax.lax.top_k(jnp.moveaxis(magnitude, 1, -1), k)  # [b, C, k]
     top = jnp.moveaxis(top, -1, 1)  # [b, k, C]
     coef = jnp.take_along_axis(spectrum, top, axis=1)  # [b, k, C]
+    # |X| and ∠X at X = 0 (a constant series) have NaN gradients: take 0 there (PyTorch's
+    # subgradient of abs), through a dummy 1 that keeps the untaken branch finite.
+    nonzero = jnp.take_along_axis(magnitude, top, axis=1) > 0
+    safe = jnp.where(nonzero, coef, 1.0)
+    amplitude = jnp.where(nonzero, jnp.abs(safe), 0.0)
+    phase = jnp.where(nonzero, jnp.angle(safe), 0.0)
     f = freqs[top]  # [b, k, C]
     steps = jnp.arange(t, dtype=jnp.float32)[None, :, None, None]  # [1, T, 1, 1]
-    waves = jnp.cos(2 * jnp.pi * f[:, None] * steps + jnp.angle(coef)[:, None])  # [b, T, k, C]
+    waves = jnp.cos(2 * jnp.pi * f[:, None] * steps + phase[:, None])  # [b, T, k, C]
     # A component and its conjugate each contribute |X_j| / T: together 2 |X_j| / T.
-    return (2 * jnp.abs(coef)[:, None] / t * waves).sum(axis=2).astype(x.dtype)
+    return (2 * amplitude[:, None] / t * waves).sum(axis=2).astype(x.dtype)
 
 
 class MultiKernelTrend(nnx.Module):
