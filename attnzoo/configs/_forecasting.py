@@ -70,7 +70,9 @@ def pathformer_config(dataset: str, horizon: int, name: str, arg: str | None):
     recipe = dict(PATHFORMER_RECIPES[(dataset, horizon)])
     batch = recipe.pop("batch")
     c = forecasting_config(dataset, horizon, batch=batch, epochs=30, patience=10)
-    c.model.update(name="pathformer", d_ff=64, patch_sizes=DEFAULT_PATCHES, revin=True, **recipe)
+    c.model.update(
+        {"name": "pathformer", "d_ff": 64, "patch_sizes": DEFAULT_PATCHES, "revin": True, **recipe}
+    )
     c.optimizer.update(name="adamw", learning_rate=5e-4, weight_decay=0.0, clip_norm=0.0)
     c.schedule.update(name="one_cycle", pct_start=0.4, div_factor=25.0, final_div_factor=1e4)
     if arg == "smoke":
