@@ -1,4 +1,4 @@
-"""Shared command-line handling for `attnzoo.train` and `attnzoo.eval`."""
+"""Shared command-line handling for `attnzoo.train`, `attnzoo.eval` and `attnzoo.sample`."""
 
 import argparse
 import sys
@@ -54,6 +54,12 @@ def run(main: Callable[[list[str]], None]) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (DataNotFoundError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
+    except (
+        DataNotFoundError,
+        NonFiniteLossError,
+        FileNotFoundError,
+        ValueError,
+        NotImplementedError,  # e.g. a family without a sampler
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

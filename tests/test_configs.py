@@ -16,5 +16,5 @@ def test_smoke_run(name, tmp_path):
     if name in NEEDS_DATA_DIR and not os.environ.get("ATTNZOO_DATA_DIR"):
         pytest.skip("needs the benchmark data: set ATTNZOO_DATA_DIR (CI sets ../shared/data)")
     results = Trainer(load_config(f"{name}:smoke"), str(tmp_path)).train()
-    assert set(results) >= {"loss"} and all(math.isfinite(v) for v in results.values())
+    assert results and all(math.isfinite(v) for v in results.values())
     assert os.path.isdir(tmp_path / "checkpoints" / "1")

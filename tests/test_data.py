@@ -139,8 +139,8 @@ def test_normalisation_constants(name, tfds_root, request):
     spec = registry.get_spec(name)
     builder = data.prepare(name, tfds_dir=tfds_root, **kw)
     source = pipeline.RecordSource(builder, "train")
-    pixels = np.stack([source[i]["image"] for i in range(len(source))]) / spec.pixel_max
-    assert abs(pixels.mean() - spec.mean) < 1e-3 and abs(pixels.std() - spec.std) < 1e-3
+    pixels = np.stack([source[i]["image"] for i in range(len(source))]) / spec.facts.pixel_max
+    assert abs(pixels.mean() - spec.facts.mean) < 1e-3 and abs(pixels.std() - spec.facts.std) < 1e-3
     # The fast reader/decoder and the in-memory copy agree with TFDS's data source.
     reference = builder.as_data_source()["train"]
     in_memory = pipeline.InMemorySource(source)

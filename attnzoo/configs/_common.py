@@ -45,6 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
         {"shape": (-1, 1, 1), "axes": ("data", "fsdp", "model"), "rules": DEFAULT_RULES}
     )
     c.init_from = ml_collections.ConfigDict({"path": "", "skip": ()})
+    # Best checkpoint by a validation metric and early stopping (train_loops/selection.py).
+    c.select = ml_collections.ConfigDict({"split": "", "metric": "", "mode": "min", "patience": 0})
     return c
 
 
@@ -72,4 +74,6 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     )
     c.schedule.warmup_steps = 0
     c.data.eval_split = f"{c.data.eval_split}[:64]"
+    if c.select.split:
+        c.select.split = f"{c.select.split}[:64]"
     return c

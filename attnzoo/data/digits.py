@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from attnzoo.data.image_builder import ImageClassificationBuilder
+from attnzoo.data.spec import DatasetSpec, ImageFacts
 
 NAME = "digits"
 NUM_CLASSES = 10
@@ -72,3 +73,20 @@ class AttnzooDigits(ImageClassificationBuilder):
         for i in indices:
             i = int(i)
             yield i, {"image": images[i], "label": labels[i], "index": i}
+
+
+SPECS = (
+    DatasetSpec(
+        name=NAME,
+        builder_cls=AttnzooDigits,
+        splits=SPLITS,
+        facts=ImageFacts(
+            num_classes=NUM_CLASSES,
+            image_shape=IMAGE_SHAPE,
+            pixel_max=PIXEL_MAX,
+            mean=MEAN,
+            std=STD,
+            augment_pad=1,  # ±1 px translation; no flips (digits are not mirror-symmetric).
+        ),
+    ),
+)

@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 
 from attnzoo.data import paths
 from attnzoo.data.image_builder import ImageClassificationBuilder
+from attnzoo.data.spec import DatasetSpec, ImageFacts
 
 NAME = "fashion_mnist"
 NUM_CLASSES = 10
@@ -171,3 +172,22 @@ class AttnzooFashionMnist(ImageClassificationBuilder):
         labels = labels.astype(np.int64)
         for i in range(expected):
             yield i, {"image": images[i], "label": labels[i], "index": i}
+
+
+SPECS = (
+    DatasetSpec(
+        name=NAME,
+        builder_cls=AttnzooFashionMnist,
+        splits=SPLITS,
+        facts=ImageFacts(
+            num_classes=NUM_CLASSES,
+            image_shape=IMAGE_SHAPE,
+            pixel_max=PIXEL_MAX,
+            mean=MEAN,
+            std=STD,
+            augment_pad=2,  # Random 28×28 crop of the image zero-padded to 32×32.
+            augment_flip=True,
+        ),
+        raw_subdir=RAW_SUBDIR,
+    ),
+)

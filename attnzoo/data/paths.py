@@ -28,6 +28,10 @@ class DataNotFoundError(FileNotFoundError):
     """Raw dataset files are absent and could not be downloaded (one-line message)."""
 
 
+class DataFormatError(ValueError):
+    """A raw dataset file is malformed (one-line message naming the file and the problem)."""
+
+
 class DataChecksumError(ValueError):
     """A raw dataset file does not have the official sha256 (one-line message)."""
 

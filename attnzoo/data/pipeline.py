@@ -237,7 +237,7 @@ def make_dataset(
         Eval: `shuffle=False, repeat=False, drop_remainder=False` yields every example of
         the shard once; the last batch may be smaller, and shard sizes (hence batch
         counts) may differ by one between processes: see `num_examples`.
-      augment: training augmentation of the dataset (translation, flips: `DatasetSpec`).
+      augment: training augmentation of the dataset (translation, flips: `ImageFacts`).
       with_index: also return `index`, each example's row in the original data.
       prefetch: batches prepared ahead in as many background threads (0: none, batches
         are computed on `next`).
@@ -249,6 +249,8 @@ def make_dataset(
       An IterDataset; `it = iter(ds)`, `it.get_state()` / `it.set_state(state)`.
     """
     spec = registry.get_spec(name)
+    if spec.kind != "image":
+        raise ValueError(f"{name} is a {spec.kind} dataset; use its own pipeline, not make_dataset")
     split, rows = parse_split(split)
     registry.check_split(spec, split)
     _check_sharding(process_index, process_count)
@@ -268,11 +270,12 @@ def make_dataset(
         ds = ds.shuffle()
     if repeat:
         ds = ds.repeat()
-    if augment and (spec.augment_pad or spec.augment_flip):
-        ds = ds.random_map(Augment(spec.augment_pad, spec.augment_flip))
+    facts = spec.facts
+    if augment and (facts.augment_pad or facts.augment_flip):
+        ds = ds.random_map(Augment(facts.augment_pad, facts.augment_flip))
     ds = ds[process_index::process_count]
     ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder)
-    ds = ds.map(Normalize(spec.pixel_max, spec.mean, spec.std, with_index))
+    ds = ds.map(Normalize(facts.pixel_max, facts.mean, facts.std, with_index))
     read_options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
     return ds.to_iter_dataset(read_options)
 

@@ -1,93 +1,48 @@
-"""Dataset registry: name → TFDS builder and static facts; preparation under a file lock."""
+"""Dataset registry: name → `DatasetSpec` (discovered from the data modules); preparation
+under a file lock."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import difflib
+import functools
+import importlib
 import logging
 import os
-from collections.abc import Mapping
+import pkgutil
 
 import tensorflow_datasets as tfds
 
-from attnzoo.data import digits, fashion_mnist, paths
+from attnzoo.data import paths
+from attnzoo.data.spec import DatasetSpec
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """Static facts about an image-classification dataset.
-
-    Attributes:
-      name: registry name.
-      builder_cls: TFDS builder writing array_record files with features
-        `image` (uint8 [H, W, C]), `label` (int64 []), `index` (int64 []).
-      num_classes: number of labels.
-      image_shape: (H, W, C).
-      splits: split name → number of examples.
-      pixel_max: stored pixel value that maps to 1.0.
-      mean, std: statistics of the train pixels after dividing by `pixel_max`.
-      augment_pad: training augmentation: zero-pad by this many pixels, then crop back to
-        (H, W) at a random offset (random translation by up to ±pad).
-      augment_flip: training augmentation: flip left-right with probability 1/2.
-      raw_subdir: folder of the raw files under `$ATTNZOO_DATA_DIR` (None: embedded data).
-    """
-
-    name: str
-    builder_cls: type[tfds.core.GeneratorBasedBuilder]
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    splits: Mapping[str, int]
-    pixel_max: float
-    mean: float
-    std: float
-    augment_pad: int = 0
-    augment_flip: bool = False
-    raw_subdir: str | None = None
-
-
-_REGISTRY: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec(
-            name=digits.NAME,
-            builder_cls=digits.AttnzooDigits,
-            num_classes=digits.NUM_CLASSES,
-            image_shape=digits.IMAGE_SHAPE,
-            splits=digits.SPLITS,
-            pixel_max=digits.PIXEL_MAX,
-            mean=digits.MEAN,
-            std=digits.STD,
-            augment_pad=1,  # ±1 px translation; no flips (digits are not mirror-symmetric).
-        ),
-        DatasetSpec(
-            name=fashion_mnist.NAME,
-            builder_cls=fashion_mnist.AttnzooFashionMnist,
-            num_classes=fashion_mnist.NUM_CLASSES,
-            image_shape=fashion_mnist.IMAGE_SHAPE,
-            splits=fashion_mnist.SPLITS,
-            pixel_max=fashion_mnist.PIXEL_MAX,
-            mean=fashion_mnist.MEAN,
-            std=fashion_mnist.STD,
-            augment_pad=2,  # Random 28×28 crop of the image zero-padded to 32×32.
-            augment_flip=True,
-            raw_subdir=fashion_mnist.RAW_SUBDIR,
-        ),
-    )
-}
+@functools.cache
+def _registry() -> dict[str, DatasetSpec]:
+    """Every `SPECS` entry of the modules of `attnzoo.data` (adding a dataset = one module),
+    discovered on first use."""
+    specs = {}
+    for info in pkgutil.iter_modules([os.path.dirname(__file__)]):
+        module = importlib.import_module(f"attnzoo.data.{info.name}")
+        for spec in getattr(module, "SPECS", ()):
+            if spec.name in specs:
+                raise ValueError(f"dataset {spec.name!r} is registered twice")
+            specs[spec.name] = spec
+    return specs
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_registry())
 
 
 def get_spec(name: str) -> DatasetSpec:
     """The spec of `name`; ValueError naming the known datasets and the closest match."""
     try:
-        return _REGISTRY[name]
+        return _registry()[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        close = difflib.get_close_matches(str(name), list(_registry()), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(
             f"Unknown dataset {name!r}; known: {', '.join(list_datasets())}.{hint}"
@@ -102,15 +57,13 @@ def check_split(spec: DatasetSpec, split: str) -> None:
 
 
 def dataset_info(name: str) -> dict:
-    """`dict(num_classes, image_shape=(H, W, C), splits={split: size}, mean, std)`."""
+    """`dict(kind, splits={split: records}, **facts)`: e.g. `num_classes, image_shape,
+    mean, std` of an image dataset, `columns, channels, input_len, period` of a series."""
     spec = get_spec(name)
-    return dict(
-        num_classes=spec.num_classes,
-        image_shape=tuple(spec.image_shape),
-        splits=dict(spec.splits),
-        mean=spec.mean,
-        std=spec.std,
-    )
+    facts = dataclasses.asdict(spec.facts)
+    if spec.kind == "series":
+        facts["channels"] = spec.facts.channels
+    return dict(kind=spec.kind, splits=dict(spec.splits), **facts)
 
 
 @contextlib.contextmanager

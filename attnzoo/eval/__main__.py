@@ -1,4 +1,5 @@
-"""Evaluate the latest checkpoint of a run.
+"""Evaluate a run: its best checkpoint (kept by `config.select`) if it has one, else its
+latest.
 
     python -m attnzoo.eval --config=vit_tiny_digits --workdir=runs/digits [--split=test]
 
@@ -14,10 +15,13 @@ from attnzoo import cli
 def main(argv: list[str]) -> None:
     args, config = cli.parse(argv, "Evaluate the latest checkpoint of an attnzoo run.")
     from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
+    from attnzoo.train_loops.selection import best_step, best_workdir
     from attnzoo.train_loops.trainer import Trainer
 
     trainer = Trainer(config, args.workdir)
-    checkpointer = Checkpointer(args.workdir, every=1, keep=config.train.keep_checkpoints)
+    which = "best" if best_step(args.workdir) is not None else "latest"
+    directory = best_workdir(args.workdir) if which == "best" else args.workdir
+    checkpointer = Checkpointer(directory, every=1, keep=config.train.keep_checkpoints)
     step = checkpointer.latest_step()
     if step is None:
         raise FileNotFoundError(
@@ -29,8 +33,8 @@ def main(argv: list[str]) -> None:
     split = args.split or config.data.eval_split
     metrics = trainer.evaluate(state, split)
     with open(os.path.join(args.workdir, f"eval_{split.replace('/', '_')}.json"), "w") as f:
-        json.dump({"step": step, "split": split, **metrics}, f, indent=1)
-    print(json.dumps({"step": step, "split": split, **metrics}), flush=True)
+        json.dump({"checkpoint": which, "step": step, "split": split, **metrics}, f, indent=1)
+    print(json.dumps({"checkpoint": which, "step": step, "split": split, **metrics}), flush=True)
 
 
 if __name__ == "__main__":

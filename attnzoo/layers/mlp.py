@@ -71,3 +71,27 @@ class Mlp(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         h = _ACTIVATIONS[self.activation](self.fc1(x))  # [..., mlp]
         return self.fc2(self.dropout(h))
+
+
+def torch_dense(
+    in_features: int,
+    out_features: int,
+    axes: tuple[str | None, str | None] = (None, None),
+    *,
+    use_bias: bool = True,
+    rngs: nnx.Rngs,
+) -> nnx.Linear:
+    """`dense` initialised like PyTorch's `nn.Linear`: kernel and bias uniform in
+    ±1/sqrt(in_features) (for faithful ports of PyTorch models)."""
+    bound = in_features**-0.5
+    return dense(
+        in_features,
+        out_features,
+        axes,
+        use_bias=use_bias,
+        kernel_init=nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+        bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+            key, shape, dtype, -bound, bound
+        ),
+        rngs=rngs,
+    )

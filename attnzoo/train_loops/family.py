@@ -7,6 +7,8 @@ mesh, sharding, optimizer, the jitted step, checkpoints, logging and evaluation 
 
 import abc
 import importlib
+import os
+import pkgutil
 
 import jax
 import ml_collections
@@ -14,8 +16,7 @@ from flax import nnx
 
 from attnzoo import data
 
-# family name -> module under attnzoo.train_loops defining `FAMILY` (a Family subclass)
-FAMILIES = ("vision",)
+ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo")
 
 Metrics = dict[str, jax.Array]
 
@@ -63,9 +64,26 @@ class Family(abc.ABC):
             augment=train and cfg.get("augment", False),
         )
 
+    def sample(self, model: nnx.Module, out_dir: str, *, split: str, num: int) -> list[str]:
+        """Writes `num` samples of the model (forecast plots, generated text, images...)
+        for examples of `split` into `out_dir`; returns the written paths."""
+        raise NotImplementedError(f"the {self.config.family} family has no sampler yet")
+
+
+def family_names() -> list[str]:
+    """The families: one per model package `attnzoo/zoo/<name>/`, each with its module
+    `attnzoo/train_loops/<name>.py` defining `FAMILY` (adding a family edits no list)."""
+    return sorted(info.name for info in pkgutil.iter_modules([ZOO_DIR]) if info.ispkg)
+
+
+def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
+    """`config.model` without its registry `name`: the constructor's keyword arguments."""
+    return {k: v for k, v in model_config.to_dict().items() if k != "name"}
+
 
 def get_family(config: ml_collections.ConfigDict) -> Family:
     """The family `config.family` of this run."""
-    if config.family not in FAMILIES:
-        raise ValueError(f"unknown family {config.family!r}; choose one of {', '.join(FAMILIES)}")
+    names = family_names()
+    if config.family not in names:
+        raise ValueError(f"unknown family {config.family!r}; choose one of {', '.join(names)}")
     return importlib.import_module(f"attnzoo.train_loops.{config.family}").FAMILY(config)

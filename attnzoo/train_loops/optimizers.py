@@ -2,8 +2,12 @@
 
 `config.optimizer`: `name` (adamw | sgd | muon), `learning_rate` (peak), `weight_decay`,
 `b1`, `b2`, `eps`, `momentum` (sgd), `clip_norm` (global-norm clipping; 0 = off).
-`config.schedule`: `name` (warmup_cosine | constant), `warmup_steps`, `end_fraction`
-(final lr as a fraction of the peak). Weight decay skips params of rank < 2 (biases, norms).
+`config.schedule`: `name` (warmup_cosine | constant | one_cycle), `warmup_steps`,
+`end_fraction` (final lr as a fraction of the peak); one_cycle (PyTorch's `OneCycleLR`, as
+the Pathformer recipe uses it): cosine rise from peak/`div_factor` to the peak over the
+first `pct_start` of the steps, then cosine decay to peak/(`div_factor`·`final_div_factor`);
+step_decay: the peak times `decay_rate` every `decay_every` steps. Weight decay skips params
+of rank < 2 (biases, norms).
 """
 
 from collections.abc import Callable
@@ -25,7 +29,22 @@ def make_schedule(schedule: ml_collections.ConfigDict, peak: float, total_steps:
             decay_steps=max(total_steps, schedule.warmup_steps + 1),
             end_value=peak * schedule.get("end_fraction", 0.0),
         )
-    raise ValueError(f"unknown schedule {schedule.name!r}; choose 'warmup_cosine' or 'constant'")
+    if schedule.name == "one_cycle":
+        return optax.cosine_onecycle_schedule(
+            transition_steps=max(total_steps, 2),
+            peak_value=peak,
+            pct_start=schedule.get("pct_start", 0.3),
+            div_factor=schedule.get("div_factor", 25.0),
+            final_div_factor=schedule.get("final_div_factor", 1e4),
+        )
+    if schedule.name == "step_decay":
+        return optax.exponential_decay(
+            peak, schedule.decay_every, schedule.get("decay_rate", 0.5), staircase=True
+        )
+    raise ValueError(
+        f"unknown schedule {schedule.name!r}; choose 'warmup_cosine', 'constant', "
+        "'one_cycle' or 'step_decay'"
+    )
 
 
 def _decay_mask(params) -> object:

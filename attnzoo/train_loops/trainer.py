@@ -24,6 +24,7 @@ from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
 from attnzoo.train_loops.family import get_family
 from attnzoo.train_loops.metrics_writer import MetricsWriter
 from attnzoo.train_loops.optimizers import make_optimizer
+from attnzoo.train_loops.selection import Selection
 from attnzoo.zoo.pretrained import load_pretrained
 
 
@@ -190,7 +191,8 @@ class Trainer:
         return state, 0
 
     def train(self) -> dict[str, float]:
-        """Runs to `config.train.steps`; returns the final eval metrics."""
+        """Runs to `config.train.steps` (or an early stop, see `selection.py`); returns the
+        final eval metrics (of the best checkpoint when `config.select` chooses one)."""
         cfg = self.config.train
         pid, nproc = jax.process_index(), jax.process_count()
         data_iter = iter(
@@ -203,6 +205,8 @@ class Trainer:
         )
         writer = MetricsWriter(self.workdir)
         state, step = self.restore_or_init(checkpointer, data_iter)
+        selection = Selection(self, self.workdir)
+        selection.resume(step)
         pending, history = None, []
         bar = tqdm(
             total=cfg.steps,
@@ -214,7 +218,7 @@ class Trainer:
         )
         results = {}
         try:
-            while step < cfg.steps:
+            while step < cfg.steps and not selection.stopped:
                 state, metrics = self.train_step(state, next(data_iter))
                 step += 1
                 bar.update()
@@ -229,15 +233,15 @@ class Trainer:
                     writer.write(step, "train", {k: np.mean([r[k] for r in rows]) for k in rows[0]})
                     history = []
                 if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                    results = self.evaluate(state)
-                    writer.write(step, "eval", results)
-                if step % cfg.checkpoint_every == 0 or last:
+                    results = selection.evaluate(state, step, data_iter.get_state(), writer)
+                if step % cfg.checkpoint_every == 0 or last or selection.stopped:
                     self._check_finite(*pending, checkpointer)
                     self.save(checkpointer, step, state, data_iter.get_state())
             if not results:  # resumed a finished run: report its metrics again
-                results = self.evaluate(state)
-                writer.write(step, "eval", results)
+                results = selection.evaluate(state, step, data_iter.get_state(), writer)
+            results = selection.final(results)
         finally:
+            selection.close()
             bar.close()
             checkpointer.close()
             writer.close()

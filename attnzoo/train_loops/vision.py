@@ -6,12 +6,8 @@ import optax
 from flax import nnx
 
 from attnzoo import data
-from attnzoo.train_loops.family import Family
+from attnzoo.train_loops.family import Family, model_kwargs
 from attnzoo.zoo.registry import create_model
-
-
-def _model_kwargs(model_config) -> dict:
-    return {k: v for k, v in model_config.to_dict().items() if k != "name"}
 
 
 class VisionFamily(Family):
@@ -24,7 +20,7 @@ class VisionFamily(Family):
         kwargs = dict(
             num_classes=info["num_classes"], image_size=(height, width), in_channels=channels
         )
-        kwargs.update(_model_kwargs(config.model))
+        kwargs.update(model_kwargs(config.model))
         return create_model(config.model.name, rngs=rngs, **kwargs)
 
     def loss(self, model, batch):

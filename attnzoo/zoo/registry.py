@@ -2,6 +2,9 @@
 
 import difflib
 import fnmatch
+import importlib
+import os
+import pkgutil
 from collections.abc import Callable
 
 from flax import nnx
@@ -22,8 +25,10 @@ def register(name: str) -> Callable:
 
 
 def _import_families() -> None:
-    # Importing a family package runs its `@register` decorators.
-    from attnzoo.zoo import vision  # noqa: F401
+    """Imports every family package under `attnzoo/zoo/`, running its `@register`s."""
+    for info in pkgutil.iter_modules([os.path.dirname(__file__)]):
+        if info.ispkg:
+            importlib.import_module(f"attnzoo.zoo.{info.name}")
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -1,0 +1,83 @@
+"""`DatasetSpec`: the static facts of a registered dataset, whatever its kind.
+
+A data module (`attnzoo/data/<dataset>.py`) declares `SPECS = (DatasetSpec(...), ...)`; the
+registry discovers them. The kind-specific facts live in `facts`: `ImageFacts` for image
+classification, `SeriesFacts` for multivariate time series (other kinds add their own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import tensorflow_datasets as tfds
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFacts:
+    """Image classification.
+
+    Attributes:
+      num_classes: number of labels.
+      image_shape: (H, W, C).
+      pixel_max: stored pixel value that maps to 1.0.
+      mean, std: statistics of the train pixels after dividing by `pixel_max`.
+      augment_pad: training augmentation: zero-pad by this many pixels, then crop back to
+        (H, W) at a random offset (random translation by up to ±pad).
+      augment_flip: training augmentation: flip left-right with probability 1/2.
+    """
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    pixel_max: float
+    mean: float
+    std: float
+    augment_pad: int = 0
+    augment_flip: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesFacts:
+    """Multivariate time series stored one record per time step (see `series_builder`).
+
+    Attributes:
+      columns: names of the `channels` variables, in storage order.
+      input_len: lookback length of the forecasting protocol; every split but the first
+        starts with the `input_len` rows that precede it, so its first window forecasts
+        its first own row (as the official ETT loaders do).
+      period: seasonal period in steps (24 for hourly data: daily), for seasonal naive.
+      frequency: sampling interval in words ("1 hour", "1 week").
+    """
+
+    columns: tuple[str, ...]
+    input_len: int
+    period: int
+    frequency: str
+
+    @property
+    def channels(self) -> int:
+        return len(self.columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset.
+
+    Attributes:
+      name: registry name.
+      builder_cls: TFDS builder writing array_record files (features depend on the kind).
+      splits: split name → number of stored records.
+      facts: `ImageFacts` or `SeriesFacts`.
+      raw_subdir: folder of the raw files under `$ATTNZOO_DATA_DIR` (None: embedded data).
+    """
+
+    name: str
+    builder_cls: type[tfds.core.GeneratorBasedBuilder]
+    splits: Mapping[str, int]
+    facts: ImageFacts | SeriesFacts
+    raw_subdir: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """ "image" or "series"."""
+        return {ImageFacts: "image", SeriesFacts: "series"}[type(self.facts)]
