@@ -31,8 +31,12 @@ class Family(abc.ABC):
         """The model described by `config.model` (and shapes implied by `config.data`)."""
 
     @abc.abstractmethod
-    def loss(self, model: nnx.Module, batch: dict) -> tuple[jax.Array, Metrics]:
-        """Scalar training loss and auxiliary scalar metrics for a global `batch`."""
+    def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, Metrics]:
+        """Scalar training loss and auxiliary scalar metrics for a global `batch`.
+
+        `rng` is this step's key (`step_key(seed, step)`): every random draw of the step
+        (dropout, noise, sampling) comes from it, so a resumed run draws the same numbers.
+        """
 
     @abc.abstractmethod
     def eval_metrics(
@@ -62,6 +66,11 @@ class Family(abc.ABC):
             drop_remainder=train,
             augment=train and cfg.get("augment", False),
         )
+
+
+def step_key(seed: int, step: jax.Array) -> jax.Array:
+    """The PRNG key of training step `step` (0-based): a function of seed and step only."""
+    return jax.random.fold_in(jax.random.key(seed), step)
 
 
 def get_family(config: ml_collections.ConfigDict) -> Family:
