@@ -39,7 +39,7 @@ def gumbel_select(logits: jax.Array, rng: jax.Array | None, *, tau: float = 1.0)
     g = jax.random.gumbel(rng, (2, *logits.shape), logits.dtype)
     soft = jax.nn.sigmoid((logits + g[0] - g[1]) / tau)  # softmax over (s + g0, 0 + g1)
     keep = soft > 0.5
-    return keep, keep.astype(soft.dtype) + soft - jax.lax.stop_gradient(soft)
+    return keep, keep.astype(soft.dtype) + (soft - jax.lax.stop_gradient(soft))
 
 
 def pack_slots(keep: jax.Array, container_len: int, num_containers: int) -> jax.Array:
