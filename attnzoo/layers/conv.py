@@ -3,6 +3,8 @@
 import jax.numpy as jnp
 from flax import nnx
 
+_TORCH_DEFAULT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
 
 def conv2d(
     in_features: int,
@@ -16,7 +18,8 @@ def conv2d(
     rngs: nnx.Rngs,
 ) -> nnx.Conv:
     """``kernel x kernel`` conv, zero padding ``kernel // 2`` (PyTorch's ``padding=k//2``),
-    ``[b, H, W, in] -> [b, ceil(H/stride), ceil(W/stride), out]``."""
+    ``[b, H, W, in] -> [b, ceil(H/stride), ceil(W/stride), out]``. Kernel init: PyTorch's
+    default ``U(+-1/sqrt(fan_in))``; zero bias."""
     pad = kernel // 2
     return nnx.Conv(
         in_features,
@@ -27,9 +30,7 @@ def conv2d(
         feature_group_count=groups,
         use_bias=use_bias,
         dtype=dtype,
-        kernel_init=nnx.with_partitioning(
-            nnx.initializers.lecun_normal(), (None, None, None, "embed")
-        ),
+        kernel_init=nnx.with_partitioning(_TORCH_DEFAULT, (None, None, None, "embed")),
         bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
         rngs=rngs,
     )

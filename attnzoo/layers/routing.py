@@ -26,7 +26,8 @@ from attnzoo.layers.masks import BlockSparse
 from attnzoo.layers.mlp import dense
 from attnzoo.layers.token_order import from_window_first, to_window_first
 
-_TRUNC_NORMAL = nnx.initializers.truncated_normal(stddev=0.02)  # timm trunc_normal_(std=.02)
+# timm's trunc_normal_(std=.02) truncates at +-2 absolute (100 sigma): a plain normal.
+_TRUNC_NORMAL = nnx.initializers.normal(stddev=0.02)
 
 
 def region_size(grid: tuple[int, int], n_win: int) -> tuple[int, int]:
