@@ -25,7 +25,10 @@ def _model_kwargs(model_config) -> dict:
 def _sown(intermediates: nnx.State, name: str) -> list[jax.Array]:
     """Every value sown under `name`, one per sowing layer."""
     return [
-        v for path, var in nnx.to_flat_state(intermediates) if path[-1] == name for v in var[...]
+        v
+        for path, var in nnx.to_flat_state(intermediates)
+        if path[-1] == name
+        for v in var.get_value()
     ]
 
 
