@@ -10,6 +10,7 @@ cosine, batch 128, the same step budget as `vit_tiny_fmnist_p4` for the comparis
 """
 
 from attnzoo.configs._common import base_config, with_variant
+from attnzoo.zoo.vision.biformer import PRESETS
 
 SMOKE = {"depths": (1, 1, 1), "widths": (16, 32, 64), "head_dim": 8}
 
@@ -17,7 +18,7 @@ SMOKE = {"depths": (1, 1, 1), "widths": (16, 32, 64), "head_dim": 8}
 def get_config(arg: str | None = None):
     c = base_config()
     c.family = "vision"
-    c.model.update(name="biformer_tiny")
+    c.model.update(name="biformer_tiny", **PRESETS["tiny"])
     c.data.update(name="fashion_mnist", augment=False)
     c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.05, clip_norm=1.0)
     c.schedule.update(name="warmup_cosine", warmup_steps=60)
