@@ -9,6 +9,9 @@ import pytest
 from tests.helpers import REPO
 
 TINY_VIT = '"model.width": "32", "model.num_heads": "2", "model.mlp_dim": "64"'
+SMALL_RUN = (
+    '"train.batch_size": "16", "train.eval_batch_size": "64", "data.eval_split": "test[:64]"'
+)
 
 
 def test_vision_attention_notebook_runs(tmp_path):
@@ -19,10 +22,11 @@ def test_vision_attention_notebook_runs(tmp_path):
     params.source = (
         f'STEPS = 2\nWORKDIR = r"{tmp_path / "runs"}"\n'
         "OVERRIDES = {\n"
-        f'    "vit_tiny_fmnist_p4": {{"model.depth": "1", {TINY_VIT}}},\n'
-        f'    "vit_spa_fmnist": {{"model.depth": "2", "model.spa_blocks": "(1,)", {TINY_VIT}}},\n'
+        f'    "vit_tiny_fmnist_p4": {{"model.depth": "1", {TINY_VIT}, {SMALL_RUN}}},\n'
+        f'    "vit_spa_fmnist": {{"model.depth": "2", "model.spa_blocks": "(1,)", {TINY_VIT}, '
+        f"{SMALL_RUN}}},\n"
         '    "biformer_tiny_fmnist": {"model.depths": "(1, 1, 1)", '
-        '"model.widths": "(16, 32, 64)", "model.head_dim": "8"},\n'
+        f'"model.widths": "(16, 32, 64)", "model.head_dim": "8", {SMALL_RUN}}},\n'
         "}"
     )
     nbclient.NotebookClient(

@@ -18,7 +18,7 @@ SMOKE = {"depths": (1, 1, 1), "widths": (16, 32, 64), "head_dim": 8}
 def get_config(arg: str | None = None):
     c = base_config()
     c.family = "vision"
-    c.model.update(name="biformer_tiny", **PRESETS["tiny"])
+    c.model.update(name="biformer_tiny", **PRESETS["tiny"], head_dim=32, n_win=7, mlp_ratio=3)
     c.data.update(name="fashion_mnist", augment=False)
     c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.05, clip_norm=1.0)
     c.schedule.update(name="warmup_cosine", warmup_steps=60)
