@@ -68,9 +68,10 @@ class Mlp(nnx.Module):
         )
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """`rngs`: the step's streams for dropout (default: the layer's own stream)."""
         h = _ACTIVATIONS[self.activation](self.fc1(x))  # [..., mlp]
-        return self.fc2(self.dropout(h))
+        return self.fc2(self.dropout(h, rngs=rngs))
 
 
 def torch_dense(

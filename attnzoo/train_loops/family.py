@@ -9,6 +9,7 @@ import abc
 import importlib
 import os
 import pkgutil
+import zlib
 
 import jax
 import ml_collections
@@ -32,8 +33,12 @@ class Family(abc.ABC):
         """The model described by `config.model` (and shapes implied by `config.data`)."""
 
     @abc.abstractmethod
-    def loss(self, model: nnx.Module, batch: dict) -> tuple[jax.Array, Metrics]:
-        """Scalar training loss and auxiliary scalar metrics for a global `batch`."""
+    def loss(self, model: nnx.Module, batch: dict, rng: jax.Array) -> tuple[jax.Array, Metrics]:
+        """Scalar training loss and auxiliary scalar metrics for a global `batch`.
+
+        `rng` is this step's key (`step_key(seed, step)`): every random draw of the step
+        (dropout, noise, sampling) comes from it, so a resumed run draws the same numbers.
+        """
 
     @abc.abstractmethod
     def eval_metrics(
@@ -79,6 +84,23 @@ def family_names() -> list[str]:
 def model_kwargs(model_config: ml_collections.ConfigDict) -> dict:
     """`config.model` without its registry `name`: the constructor's keyword arguments."""
     return {k: v for k, v in model_config.to_dict().items() if k != "name"}
+
+
+def step_key(seed: int, step: jax.Array) -> jax.Array:
+    """The PRNG key of training step `step` (0-based): a function of seed and step only."""
+    return jax.random.fold_in(jax.random.key(seed), step)
+
+
+def reseed_streams(model: nnx.Module, rng: jax.Array) -> None:
+    """Reseeds every RNG stream a model holds (its `nnx.Dropout`s, noise streams) from the
+    step key, each stream's key folded with a hash of its path so layers draw differently.
+    For families whose models draw from their own streams rather than an `rngs` argument."""
+
+    def per_stream(path, key, shape):
+        key = jax.random.fold_in(key, zlib.crc32("/".join(map(str, path)).encode()))
+        return key if not shape else jax.random.split(key, shape)
+
+    nnx.reseed(model, default=rng, policy=per_stream)
 
 
 def get_family(config: ml_collections.ConfigDict) -> Family:

@@ -13,7 +13,7 @@ from flax import nnx
 
 from attnzoo import data
 from attnzoo.eval.forecasting import forecast_errors
-from attnzoo.train_loops.family import Family, model_kwargs
+from attnzoo.train_loops.family import Family, model_kwargs, reseed_streams
 from attnzoo.zoo.registry import create_model
 
 LOSSES = {"l1": lambda err: jnp.abs(err).mean(), "mse": lambda err: (err**2).mean()}
@@ -32,7 +32,8 @@ class TimeSeriesFamily(Family):
         kwargs.update(model_kwargs(self.config.model))
         return create_model(self.config.model.name, rngs=rngs, **kwargs)
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, rng):
+        reseed_streams(model, rng)  # dropout and the router's gating noise
         loss_name = self.config.train.loss
         if loss_name not in LOSSES:
             raise ValueError(f"train.loss={loss_name!r}; choose one of {', '.join(LOSSES)}")

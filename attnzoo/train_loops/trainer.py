@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from attnzoo.train_loops import partitioning
 from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
-from attnzoo.train_loops.family import get_family
+from attnzoo.train_loops.family import get_family, step_key
 from attnzoo.train_loops.metrics_writer import MetricsWriter
 from attnzoo.train_loops.optimizers import make_optimizer
 from attnzoo.train_loops.selection import Selection
@@ -103,7 +103,8 @@ class Trainer:
     def _step(self, state: dict, batch: dict):
         model = nnx.merge(self.model_def, state["model"])
         optimizer = nnx.merge(self.opt_def, state["opt"])
-        (loss, aux), grads = nnx.value_and_grad(self.family.loss, has_aux=True)(model, batch)
+        rng = step_key(self.config.seed, optimizer.step[...])
+        (loss, aux), grads = nnx.value_and_grad(self.family.loss, has_aux=True)(model, batch, rng)
         lr = self.schedule(optimizer.step[...])
         optimizer.update(model, grads)
         metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads), "lr": lr}

@@ -55,14 +55,14 @@ def _flatten(tree: dict, prefix=()) -> dict[tuple, object]:
 
 
 def load_pretrained(model: nnx.Module, path: str, *, skip: Sequence[str] = ()) -> dict:
-    """Copies checkpoint params into `model` in place.
+    """Copies checkpoint params (and BatchNorm running statistics) into `model` in place.
 
     A param is kept at its fresh initialisation when its '/'-joined path matches a regex in
     `skip`, when the checkpoint lacks it, or when its shape differs (e.g. a new
     classification head). Returns `{"loaded": [...], "kept": [...]}` of '/'-joined paths.
     """
     source = _flatten(read_model_params(path))
-    params = nnx.state(model, nnx.Param)
+    params = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     pure = nnx.to_pure_dict(params)
     loaded, kept = [], []
 

@@ -16,6 +16,7 @@ from attnzoo.layers.multi_head_attention import MultiHeadAttention
 from attnzoo.layers.norms import layer_norm
 from attnzoo.layers.patch_embed import PatchEmbed
 from attnzoo.layers.posemb import sincos_2d
+from attnzoo.layers.token_select import SelectAndPack
 from attnzoo.zoo.registry import register
 
 PRESETS = {  # width, depth, heads, mlp_dim
@@ -53,9 +54,10 @@ class EncoderBlock(nnx.Module):
         self.mlp = Mlp(width, mlp_dim, dropout=dropout, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.dropout(self.attn(self.norm1(x)))
-        return x + self.dropout(self.mlp(self.norm2(x)))
+    def __call__(self, x: jax.Array, *, mask=None, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """`mask`: attention mask over the tokens; `rngs`: the step's streams (dropout)."""
+        x = x + self.dropout(self.attn(self.norm1(x), mask=mask), rngs=rngs)
+        return x + self.dropout(self.mlp(self.norm2(x), rngs=rngs), rngs=rngs)
 
 
 class ViT(nnx.Module):
@@ -77,9 +79,17 @@ class ViT(nnx.Module):
         dropout: float = 0.0,
         attention_impl: str = "auto",
         record_weights: bool = False,
+        spa_blocks: tuple[int, ...] = (),
+        spa_container_len: int = 0,
+        spa_capacity: float = 1.0,
+        spa_tau: float = 1.0,
+        spa_record: bool = True,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        """`spa_*`: Select-and-Pack on blocks `spa_blocks` (0-based) with containers of
+        `spa_container_len` tokens (default: two images' tokens), `spa_capacity`, `spa_tau`,
+        `spa_record` (see `SelectAndPack`)."""
         if pool not in ("tok", "gap"):
             raise ValueError(f"unknown pool {pool!r}; choose 'tok' (class token) or 'gap' (mean)")
         if posemb not in ("learn", "sincos2d"):
@@ -108,7 +118,21 @@ class ViT(nnx.Module):
             dtype=dtype,
             rngs=rngs,
         )
-        self.blocks = nnx.List([block() for _ in range(depth)])
+        if spa_blocks and pool == "tok":
+            raise ValueError("Select-and-Pack needs pool='gap' (it could drop the class token)")
+        if any(not 0 <= i < depth for i in spa_blocks):
+            raise ValueError(f"spa_blocks {tuple(spa_blocks)} must index blocks 0..{depth - 1}")
+        spa = functools.partial(
+            SelectAndPack,
+            width=width,
+            container_len=spa_container_len or 2 * grid[0] * grid[1],
+            capacity=spa_capacity,
+            tau=spa_tau,
+            record=spa_record,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.blocks = nnx.List([spa(block()) if i in spa_blocks else block() for i in range(depth)])
         self.norm = layer_norm(width, dtype=dtype, rngs=rngs)
         self.head = nnx.data(None)
         if num_classes:
@@ -117,21 +141,22 @@ class ViT(nnx.Module):
                 width, num_classes, ("embed", "classes"), kernel_init=zeros, dtype=dtype, rngs=rngs
             )
 
-    def features(self, images: jax.Array) -> jax.Array:
-        """Pooled, normalised representation `[b, width]`."""
+    def features(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Pooled, normalised representation `[b, width]`; `rngs`: the step's random
+        streams (dropout, Gumbel selection), default the layers' own."""
         x = self.stem(images)  # [b, gh, gw, width]
         b, gh, gw, width = x.shape
         x = x.reshape(b, gh * gw, width) + self.posemb[...]  # [b, n, width]
         if self.pool == "tok":
             x = jnp.concatenate([jnp.broadcast_to(self.cls[...], (b, 1, width)), x], axis=1)
-        x = self.dropout(x)
+        x = self.dropout(x, rngs=rngs)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rngs=rngs)
         x = self.norm(x)
         return x[:, 0] if self.pool == "tok" else x.mean(axis=1)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        x = self.features(images)
+    def __call__(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        x = self.features(images, rngs=rngs)
         return self.head(x) if self.head is not None else x
 
 
