@@ -202,3 +202,20 @@ def test_decode_errors():
     mha.init_cache(1, 4)
     with pytest.raises(ValueError, match="self-attention only"):
         mha(normal((1, 1, 16)), context=normal((1, 3, 16)), decode=True)
+
+
+def test_decode_past_max_length_raises():
+    mha = make()
+    mha.init_cache(1, 4)
+    mha(normal((1, 3, 16)), decode=True)
+    with pytest.raises(ValueError, match="KV cache overflow.*position 3.*max_length=4"):
+        mha(normal((1, 2, 16)), decode=True)  # eager: slots 3, 4 of 4
+    with pytest.raises(ValueError, match="KV cache overflow"):
+        mha(normal((1, 5, 16)), decode=True)  # more tokens than the cache holds
+
+    mha.init_cache(1, 4)
+    step = nnx.jit(lambda m, x: m(x, decode=True))
+    step(mha, normal((1, 2, 16)))
+    step(mha, normal((1, 2, 16)))  # fills the cache exactly
+    with pytest.raises(Exception, match="KV cache overflow"):  # jit: at run time
+        jax.block_until_ready(step(mha, normal((1, 1, 16))))
