@@ -44,9 +44,19 @@ def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object
     return args, config
 
 
+def check(config, workdir: str) -> None:
+    """Validates `config` and that `workdir` can hold its run (`ConfigError` otherwise);
+    call after `jax.distributed` is initialised, before anything is written."""
+    from attnzoo.configs.validation import check_workdir, validate
+
+    validate(config)
+    check_workdir(config, workdir)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs `main(argv)`; expected failures print one line and exit nonzero."""
     from attnzoo.data import DataNotFoundError
+    from attnzoo.train_loops.shutdown import TrainingInterrupted
     from attnzoo.train_loops.trainer import NonFiniteLossError
 
     try:
@@ -54,6 +64,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(128 + e.signum)
     except (DataNotFoundError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

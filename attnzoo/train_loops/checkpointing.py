@@ -11,6 +11,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from attnzoo.zoo.pretrained import step_dirs
+
 _KEY_PREFIX = "__prng_key__"
 
 
@@ -44,6 +46,17 @@ def abstract_key_data(abstract_tree):
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def latest_meta(workdir: str) -> tuple[int, dict] | None:
+    """`(step, meta)` of the latest finished checkpoint in `workdir`, or None; reads only
+    (creates nothing, unlike `Checkpointer`)."""
+    steps = step_dirs(checkpoint_dir(workdir))
+    if not steps:
+        return None
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as reader:
+        meta = reader.restore(os.path.join(steps[-1], "meta"))
+    return int(os.path.basename(steps[-1])), meta
 
 
 class Checkpointer:

@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 
-def _step_dirs(path: str) -> list[str]:
+def step_dirs(path: str) -> list[str]:
+    """The finished step directories `path/<step>`, in step order."""
     if not os.path.isdir(path):
         return []
     steps = [d for d in os.listdir(path) if d.isdigit()]
@@ -28,7 +29,7 @@ def resolve_checkpoint(path: str) -> str:
     if os.path.isdir(os.path.join(path, "state")):
         return os.path.join(path, "state")
     for candidate in (os.path.join(path, "checkpoints"), path):
-        steps = _step_dirs(candidate)
+        steps = step_dirs(candidate)
         if steps:
             return os.path.join(steps[-1], "state")
     raise FileNotFoundError(

@@ -85,6 +85,11 @@ class ViT(nnx.Module):
         if posemb not in ("learn", "sincos2d"):
             raise ValueError(f"unknown posemb {posemb!r}; choose 'learn' or 'sincos2d'")
         grid = (image_size[0] // patch_size, image_size[1] // patch_size)
+        if min(grid) < 1:
+            raise ValueError(
+                f"patch_size={patch_size} is larger than image_size={tuple(image_size)}: "
+                "no patch fits; use a patch_size <= the image side"
+            )
         self.pool = pool
         self.stem = PatchEmbed(in_channels, width, patch_size, dtype=dtype, rngs=rngs)
         if posemb == "learn":
