@@ -1,6 +1,8 @@
 """Shared command-line handling for `attnzoo.train` and `attnzoo.eval`."""
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -53,12 +55,31 @@ def check(config, workdir: str) -> None:
     check_workdir(config, workdir)
 
 
+def quiet_background_logs() -> None:
+    """Silences orbax's and asyncio's logging from background threads: their failures reach
+    the main thread as exceptions, which `run` prints as one line."""
+
+    def not_orbax(record: logging.LogRecord) -> bool:
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+    logging.getLogger("absl").addFilter(not_orbax)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    default_hook = sys.excepthook
+
+    def hook(kind, error, tb):  # tensorstore reporting into orbax's loop after a failed write
+        if not (kind is RuntimeError and str(error) == "Event loop is closed"):
+            default_hook(kind, error, tb)
+
+    sys.excepthook = hook
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs `main(argv)`; expected failures print one line and exit nonzero."""
     from attnzoo.data import DataNotFoundError
     from attnzoo.train_loops.shutdown import TrainingInterrupted
     from attnzoo.train_loops.trainer import NonFiniteLossError
 
+    quiet_background_logs()
     try:
         main(sys.argv[1:])
     except ConfigError as e:
@@ -67,6 +88,6 @@ def run(main: Callable[[list[str]], None]) -> None:
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         sys.exit(128 + e.signum)
-    except (DataNotFoundError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
+    except (DataNotFoundError, NonFiniteLossError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

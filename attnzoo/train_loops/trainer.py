@@ -10,6 +10,7 @@ else scratch.
 import contextlib
 import math
 import os
+import sys
 
 import jax
 import ml_collections
@@ -263,11 +264,7 @@ class Trainer:
                 results = self.evaluate(state)
                 writer.write(step, "eval", results)
         finally:
-            if bar is not None:
-                bar.close()
-            checkpointer.close()
-            if writer is not None:
-                writer.close()
+            _close_all(bar, checkpointer, writer)
         return results
 
     def _stop_requested(self, stop, step: int) -> bool:
@@ -315,6 +312,20 @@ class Trainer:
         )
         when = f"step {step} (after its update)" if after else f"step {step}"
         raise NonFiniteLossError(f"loss became {loss} at {when}; stopped without saving ({kept})")
+
+
+def _close_all(*resources) -> None:
+    """Closes each resource; while an error propagates, close errors do not replace it."""
+    failing = sys.exc_info()[1] is not None
+    first = None
+    for resource in resources:
+        try:
+            if resource is not None:
+                resource.close()
+        except Exception as e:
+            first = first or e
+    if first is not None and not failing:
+        raise first
 
 
 def _pad_batch(batch: dict, size: int, *, empty: bool = False) -> dict:
