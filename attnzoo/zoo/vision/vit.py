@@ -84,6 +84,13 @@ class ViT(nnx.Module):
             raise ValueError(f"unknown pool {pool!r}; choose 'tok' (class token) or 'gap' (mean)")
         if posemb not in ("learn", "sincos2d"):
             raise ValueError(f"unknown posemb {posemb!r}; choose 'learn' or 'sincos2d'")
+        for name, value in dict(
+            width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, patch_size=patch_size
+        ).items():
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
         grid = (image_size[0] // patch_size, image_size[1] // patch_size)
         if min(grid) < 1:
             raise ValueError(
