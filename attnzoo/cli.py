@@ -69,13 +69,15 @@ def quiet_background_logs() -> None:
 
     logging.getLogger("absl").addFilter(not_orbax)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    default_hook = sys.excepthook
 
-    def hook(kind, error, tb):  # tensorstore reporting into orbax's loop after a failed write
-        if not (kind is RuntimeError and str(error) == "Event loop is closed"):
-            default_hook(kind, error, tb)
+    # tensorstore reports late write results into orbax's event loop, closed after a failed
+    # write, through sys.excepthook or sys.unraisablehook
+    def closed_loop(error) -> bool:
+        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
 
-    sys.excepthook = hook
+    default_hook, default_unraisable = sys.excepthook, sys.unraisablehook
+    sys.excepthook = lambda kind, error, tb: closed_loop(error) or default_hook(kind, error, tb)
+    sys.unraisablehook = lambda u: closed_loop(u.exc_value) or default_unraisable(u)
 
 
 def run(main: Callable[[list[str]], None]) -> None:
