@@ -77,6 +77,11 @@ def load_pretrained(model: nnx.Module, path: str, *, skip: Sequence[str] = ()) -
         return jax.device_put(jnp.asarray(ckpt, value.dtype), value.sharding)
 
     new = jax.tree_util.tree_map_with_path(take, pure)
+    if not loaded:
+        raise ValueError(
+            f"no parameter of the checkpoint at {path} fits this model (names or shapes "
+            "differ everywhere): is it a checkpoint of this architecture?"
+        )
     nnx.replace_by_pure_dict(params, new)
     nnx.update(model, params)
     if kept:
