@@ -33,6 +33,7 @@ MODULES = ("attnzoo.train", "attnzoo.eval")  # + "attnzoo.sample" once it exists
 FAMILY_CASES = {
     "vit_tiny_digits:smoke": {
         "patch larger than image": ["--config.model.patch_size=16"],
+        "patch not dividing image": ["--config.model.patch_size=3"],
         "width not divisible by heads": ["--config.model.width=30", "--config.model.num_heads=4"],
         "unknown pool": ["--config.model.pool=avg"],
         "unknown posemb": ["--config.model.posemb=rope"],

@@ -91,12 +91,11 @@ class ViT(nnx.Module):
                 raise ValueError(f"{name}={value} must be >= 1")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-        if min(grid) < 1:
+        if image_size[0] % patch_size or image_size[1] % patch_size:
             raise ValueError(
-                f"patch_size={patch_size} is larger than image_size={tuple(image_size)}: "
-                "no patch fits; use a patch_size <= the image side"
+                f"patch_size={patch_size} does not divide image_size={tuple(image_size)}"
             )
+        grid = (image_size[0] // patch_size, image_size[1] // patch_size)
         self.pool = pool
         self.stem = PatchEmbed(in_channels, width, patch_size, dtype=dtype, rngs=rngs)
         if posemb == "learn":
