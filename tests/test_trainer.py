@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from attnzoo import data
 from attnzoo.configs import load_config
 from attnzoo.train_loops.checkpointing import Checkpointer
 from attnzoo.train_loops.metrics_writer import read_metrics
@@ -141,3 +142,32 @@ def test_nan_guard_cli_is_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: loss became nan")
+
+
+def test_evaluate_matches_an_independent_count_with_a_partial_last_batch(tmp_path):
+    trainer = Trainer(_config(eval_batch_size=16), str(tmp_path))  # 37 = 16 + 16 + 5
+    state, _ = _run_steps(trainer, 3)
+    metrics = trainer.evaluate(state, "test[:37]")
+    batch = next(
+        iter(
+            data.make_dataset(
+                "digits",
+                "test[:37]",
+                batch_size=37,
+                shuffle=False,
+                repeat=False,
+                seed=0,
+                drop_remainder=False,
+            )
+        )
+    )
+    labels = np.asarray(batch["label"])
+    assert labels.shape == (37,)
+    logits = np.asarray(trainer.model(state["model"])(batch["image"]), np.float64)
+    assert np.abs(logits).max() > 1e-3  # a trained head, not the zero init
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    want_loss = -log_probs[np.arange(37), labels].mean()
+    want_accuracy = np.sum(logits.argmax(-1) == labels) / 37
+    assert metrics["accuracy"] == pytest.approx(want_accuracy, abs=1e-9)
+    assert metrics["loss"] == pytest.approx(want_loss, rel=1e-5)
