@@ -40,8 +40,15 @@ def resolve_checkpoint(path: str) -> str:
 
 def read_model_params(path: str) -> dict:
     """The model params of checkpoint `path` as a nested dict of host arrays."""
+    path = resolve_checkpoint(path)
+    local = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     with ocp.StandardCheckpointer() as checkpointer:
-        restored = checkpointer.restore(resolve_checkpoint(path))
+        saved = checkpointer.metadata(path).item_metadata
+        # explicit targets: a checkpoint written on another topology (N processes) restores too
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), saved
+        )
+        restored = checkpointer.restore(path, target)
     return restored["model"]
 
 
