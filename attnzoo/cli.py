@@ -54,7 +54,7 @@ def _raise_config_error(message: str):
 def check(config, workdir: str) -> None:
     """Validates `config` and that `workdir` can hold its run (`ConfigError` otherwise);
     call after `jax.distributed` is initialised, before anything is written."""
-    from attnzoo.configs.validation import check_workdir, validate
+    from attnzoo.validation import check_workdir, validate
 
     validate(config)
     check_workdir(config, workdir)
