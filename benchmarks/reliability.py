@@ -364,7 +364,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.path[:0] = [REPO, os.path.dirname(os.path.abspath(__file__))]  # this tree's attnzoo
     from common import machine, report
 
     figures, rows = {}, []
