@@ -4,7 +4,6 @@ checkpoint and raises `TrainingInterrupted` (the CLI prints one line and exits 1
 A second signal of the same kind while stopping falls back to the default behaviour.
 """
 
-import contextlib
 import signal
 import threading
 
@@ -20,33 +19,27 @@ class TrainingInterrupted(Exception):
 
 
 class StopRequest:
-    """`signum` of the first SIGINT/SIGTERM received inside `catch_signals()`, else None."""
+    """From creation until `close()`, records the first SIGINT/SIGTERM in `signum` instead of
+    dying. Outside the main thread (where handlers cannot be set) it stays unset."""
 
     def __init__(self):
         self.signum: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.getsignal(s) for s in SIGNALS}
+            for s in SIGNALS:
+                signal.signal(s, self._handle)
 
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
 
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        signal.signal(signum, self._previous[signum])  # a second one acts at once
 
-@contextlib.contextmanager
-def catch_signals():
-    """Yields a `StopRequest`; outside the main thread (no handlers allowed) it stays unset."""
-    request = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
-
-    def handle(signum, frame):
-        request.signum = signum
-        signal.signal(signum, previous[signum])  # a second one stops at once
-
-    for s in SIGNALS:
-        signal.signal(s, handle)
-    try:
-        yield request
-    finally:
-        for s, handler in previous.items():
+    def close(self) -> None:
+        """Restores the handlers that were in place before."""
+        for s, handler in self._previous.items():
             signal.signal(s, handler)
+        self._previous = {}

@@ -25,7 +25,7 @@ from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
 from attnzoo.train_loops.family import get_family
 from attnzoo.train_loops.metrics_writer import MetricsWriter
 from attnzoo.train_loops.optimizers import make_optimizer
-from attnzoo.train_loops.shutdown import TrainingInterrupted, catch_signals
+from attnzoo.train_loops.shutdown import StopRequest, TrainingInterrupted
 from attnzoo.zoo.pretrained import load_pretrained
 
 
@@ -220,6 +220,7 @@ class Trainer:
             self.workdir, every=cfg.checkpoint_every, keep=cfg.keep_checkpoints
         )
         writer = bar = None
+        stop = StopRequest()
         results = {}
         try:
             state, step = self.restore_or_init(checkpointer, data_iter)
@@ -233,38 +234,35 @@ class Trainer:
                 mininterval=2.0,
                 leave=False,
             )
-            with catch_signals() as stop:
-                while step < cfg.steps:
-                    if self._stop_requested(stop, step):
-                        self._save_and_stop(stop, checkpointer, step, state, data_iter, pending)
-                    batch = next(data_iter)
-                    state, metrics = self.train_step(state, batch)
-                    step += 1
-                    bar.update()
-                    if pending is not None:  # check the previous step while this one runs
-                        self._check_finite(*pending, checkpointer)
-                    pending = (step, metrics)
-                    history.append(metrics)
-                    last = step == cfg.steps
-                    if step % cfg.log_every == 0 or last:
-                        self._check_finite(*pending, checkpointer)
-                        rows = jax.device_get(history)
-                        writer.write(
-                            step, "train", {k: np.mean([r[k] for r in rows]) for k in rows[0]}
-                        )
-                        history = []
-                    if (cfg.eval_every and step % cfg.eval_every == 0) or last:
-                        results = self.evaluate(state)
-                        writer.write(step, "eval", results)
-                    if step % cfg.checkpoint_every == 0 or last:
-                        self._check_finite(*pending, checkpointer)
-                        self._check_updated_state(step, state, batch, checkpointer)
-                        self.save(checkpointer, step, state, data_iter.get_state())
+            while step < cfg.steps:
+                if self._stop_requested(stop, step):
+                    self._save_and_stop(stop, checkpointer, step, state, data_iter, pending)
+                batch = next(data_iter)
+                state, metrics = self.train_step(state, batch)
+                step += 1
+                bar.update()
+                if pending is not None:  # check the previous step while this one runs
+                    self._check_finite(*pending, checkpointer)
+                pending = (step, metrics)
+                history.append(metrics)
+                last = step == cfg.steps
+                if step % cfg.log_every == 0 or last:
+                    self._check_finite(*pending, checkpointer)
+                    rows = jax.device_get(history)
+                    writer.write(step, "train", {k: np.mean([r[k] for r in rows]) for k in rows[0]})
+                    history = []
+                if (cfg.eval_every and step % cfg.eval_every == 0) or last:
+                    results = self.evaluate(state)
+                    writer.write(step, "eval", results)
+                if step % cfg.checkpoint_every == 0 or last:
+                    self._check_finite(*pending, checkpointer)
+                    self._check_updated_state(step, state, batch, checkpointer)
+                    self.save(checkpointer, step, state, data_iter.get_state())
             if not results:  # resumed a finished run: report its metrics again
                 results = self.evaluate(state)
                 writer.write(step, "eval", results)
         finally:
-            _close_all(bar, checkpointer, writer)
+            _close_all(stop, bar, checkpointer, writer)
         return results
 
     def _stop_requested(self, stop, step: int) -> bool:
