@@ -268,9 +268,18 @@ def identical(a: tuple[dict, dict], b: tuple[dict, dict]) -> bool:
     )
 
 
+def _logged_step(workdir: str) -> int:
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            return max((json.loads(line)["step"] for line in f if line.endswith("\n")), default=0)
+    except (OSError, ValueError):
+        return 0
+
+
 def kill_once(workdir: str, *, at: float | None, rng: random.Random) -> str:
-    """Starts the run and SIGKILLs it at `at` seconds, or (None) as soon as a checkpoint
-    write is in flight. Returns where it was killed."""
+    """Starts the run and SIGKILLs it a random 0-1 s after it logged step `at` (robust to
+    machine load), or (None) as soon as its n-th checkpoint write is in flight. Returns
+    where it was killed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "attnzoo.train", *KILL_RUN, f"--workdir={workdir}"],
         cwd=REPO,
@@ -278,13 +287,15 @@ def kill_once(workdir: str, *, at: float | None, rng: random.Random) -> str:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    start, ckpts = time.time(), os.path.join(workdir, "checkpoints")
-    wanted_writes = rng.randint(1, 6)
+    ckpts, deadline = os.path.join(workdir, "checkpoints"), None
+    wanted_writes, delay = rng.randint(1, 6), rng.uniform(0, 1)
     seen = set()
     while proc.poll() is None:
         writing = [d for d in os.listdir(ckpts) if "tmp" in d] if os.path.isdir(ckpts) else []
         seen.update(writing)
-        if (at is not None and time.time() - start >= at) or (
+        if at is not None and deadline is None and _logged_step(workdir) >= at:
+            deadline = time.time() + delay
+        if (deadline is not None and time.time() >= deadline) or (
             at is None and len(seen) >= wanted_writes
         ):
             proc.send_signal(signal.SIGKILL)
@@ -306,12 +317,13 @@ def part_b(scratch: str, kills: int, seed: int = 0) -> dict:
     rows = []
     for i in range(kills):
         workdir = os.path.join(scratch, f"killed_{i}")
-        at = None if i % 3 == 2 else rng.uniform(0.3, 0.98) * duration
+        at = None if i % 3 == 2 else rng.randrange(5, 40, 5)  # a logged step
         where = kill_once(workdir, at=at, rng=rng)
         resumed = invoke("attnzoo.train", [*KILL_RUN, f"--workdir={workdir}"])
         same = resumed.returncode == 0 and identical(final_state(workdir), expected)
-        rows.append({"kill": i, "at_s": at, "where": where, "identical": same})
-        print(f"  kill {i}: {where} at {at or 'a write'}: {'identical' if same else 'DIFFERENT'}")
+        rows.append({"kill": i, "after_step": at, "where": where, "identical": same})
+        shown = f"after step {at}" if at else "at a checkpoint write"
+        print(f"  kill {i}: {where} {shown}: {'identical' if same else 'DIFFERENT'}")
         if resumed.returncode:
             print(resumed.stderr[-2000:])
         shutil.rmtree(workdir, ignore_errors=True)
