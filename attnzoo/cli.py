@@ -1,6 +1,8 @@
 """Shared command-line handling for `attnzoo.train`, `attnzoo.eval` and `attnzoo.sample`."""
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -10,6 +12,7 @@ from attnzoo.configs import ConfigError, apply_overrides, list_configs, load_con
 def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object]:
     """Parses `--config=SPEC --workdir=DIR [--config.a.b=v ...]`; returns `(args, config)`."""
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    parser.error = _raise_config_error  # one line, exit 2, like every other bad invocation
     parser.add_argument("--config", help="config name (see --list), NAME:arg, or a .py path")
     parser.add_argument("--workdir", help="directory for checkpoints, metrics and plots")
     parser.add_argument("--list", action="store_true", help="list the shipped configs")
@@ -44,20 +47,58 @@ def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object
     return args, config
 
 
+def _raise_config_error(message: str):
+    raise ConfigError(message)
+
+
+def check(config, workdir: str) -> None:
+    """Validates `config` and that `workdir` can hold its run (`ConfigError` otherwise);
+    call after `jax.distributed` is initialised, before anything is written."""
+    from attnzoo.validation import check_workdir, validate
+
+    validate(config)
+    check_workdir(config, workdir)
+
+
+def quiet_background_logs() -> None:
+    """Silences orbax's and asyncio's logging from background threads: their failures reach
+    the main thread as exceptions, which `run` prints as one line."""
+
+    def not_orbax(record: logging.LogRecord) -> bool:
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+    logging.getLogger("absl").addFilter(not_orbax)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+    # tensorstore reports late write results into orbax's event loop, closed after a failed
+    # write, through sys.excepthook or sys.unraisablehook
+    def closed_loop(error) -> bool:
+        return isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+
+    default_hook, default_unraisable = sys.excepthook, sys.unraisablehook
+    sys.excepthook = lambda kind, error, tb: closed_loop(error) or default_hook(kind, error, tb)
+    sys.unraisablehook = lambda u: closed_loop(u.exc_value) or default_unraisable(u)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs `main(argv)`; expected failures print one line and exit nonzero."""
     from attnzoo.data import DataNotFoundError
+    from attnzoo.train_loops.shutdown import TrainingInterrupted
     from attnzoo.train_loops.trainer import NonFiniteLossError
 
+    quiet_background_logs()
     try:
         main(sys.argv[1:])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(128 + e.signum)
     except (
         DataNotFoundError,
         NonFiniteLossError,
-        FileNotFoundError,
+        OSError,
         ValueError,
         NotImplementedError,  # e.g. a family without a sampler
     ) as e:

@@ -19,6 +19,7 @@ def main(argv: list[str]) -> None:
     from attnzoo.train_loops.trainer import Trainer, maybe_initialize_distributed
 
     maybe_initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
+    cli.check(config, args.workdir)
     results = Trainer(config, args.workdir).train()
     import jax
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attnzoo.layers import attention
 from attnzoo.layers.attention import (
     attend,
     attention_weights,
@@ -102,12 +103,16 @@ def test_reference_value_head_dim_and_scale():
     np.testing.assert_allclose(out, np.einsum("bhts,bsd->bthd", p, v[:, :, 0]), atol=1e-5)
 
 
-def test_bf16_output_dtype():
-    q, k, v = (x.astype(jnp.bfloat16) for x in qkv(t=6, s=6))
-    out = run(q, k, v, Causal(), "reference")
+@pytest.mark.parametrize("impl, mask", [("reference", Causal()), ("xla", LocalWindow1D(3, 0))])
+def test_bf16_attention_keeps_float32_logits(impl, mask):
+    """bf16 q/k/v with large logits (|logit| ~ 10): f32 logits leave only the output's bf16
+    rounding (~8e-3 here); logits rounded to bf16 would be off by ~8e-2."""
+    q, k, v = qkv(t=16, s=16, d=32)
+    q, k, v = (3 * q).astype(jnp.bfloat16), (3 * k).astype(jnp.bfloat16), v.astype(jnp.bfloat16)
+    out = run(q, k, v, mask, impl)
     assert out.dtype == jnp.bfloat16
-    want = run(*(x.astype(jnp.float32) for x in (q, k, v)), Causal(), "reference")
-    np.testing.assert_allclose(out.astype(jnp.float32), want, atol=3e-2)
+    want = run(*(x.astype(jnp.float32) for x in (q, k, v)), mask, "reference")
+    np.testing.assert_allclose(out.astype(jnp.float32), want, atol=2e-2)
 
 
 # ----------------------------------------------------------------------------- xla vs reference
@@ -346,3 +351,58 @@ def test_errors():
         attend(q, k, v, bias=jnp.zeros((2, 3, 8, 8)))
     with pytest.raises(TypeError, match="wrap arrays in Dense"):
         attend(q, k, v, mask=jnp.ones((8, 8), bool))
+
+
+# ----------------------------------------------------------------------------- reliability
+
+
+@pytest.mark.parametrize("impl", ["reference", "xla", "auto"])
+def test_all_minus_inf_bias_row_is_zero_not_nan(impl):
+    q, k, v = qkv(t=8, s=8)
+    bias = np.zeros((1, 1, 8, 8), np.float32)
+    bias[..., 3, :] = -np.inf  # query row 3 may see no key
+    bias[..., 5, :4] = -np.inf  # row 5 sees keys 4..7 only
+    out = run(q, k, v, None, impl, jnp.asarray(bias))
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[:, 3], 0.0)
+    allowed = np.ones((8, 8), bool)
+    allowed[5, :4] = False
+    want = jax_sdpa(q, k, v, mask=jnp.asarray(allowed))  # independent oracle for row 5
+    np.testing.assert_allclose(out[:, 5], want[:, 5], atol=2e-6)
+    grads = jax.grad(lambda q: attend(q, k, v, bias=jnp.asarray(bias), impl=impl).sum())(q)
+    assert np.isfinite(grads).all()
+    np.testing.assert_array_equal(grads[:, 3], 0.0)
+
+
+def test_auto_picks_cudnn_only_for_inputs_it_takes(monkeypatch):
+    """On a (faked) GPU, `auto` must not pick cudnn for a v head_dim other than q's, mixed
+    dtypes or a bias; it still does for plain inputs."""
+    chosen = []
+    monkeypatch.setattr(attention.jax, "default_backend", lambda: "gpu")
+    for name in ("_attend_cudnn", "_attend_reference", "_attend_xla", "_attend_pallas"):
+        real = getattr(attention, name)
+
+        def spy(*args, _real=real, _name=name):
+            chosen.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(attention, name, spy)
+
+    q, k, v = qkv(t=8, s=8)
+    attend(q, k, v)
+    assert chosen == ["_attend_cudnn"]
+    cases = {
+        "value head_dim": qkv(t=8, s=8, dv=4),
+        "mixed dtypes": (q, k.astype(jnp.bfloat16), v),
+    }
+    for name, (q2, k2, v2) in cases.items():
+        chosen.clear()
+        out = attend(q2, k2, v2, mask=Causal())
+        assert chosen and "_attend_cudnn" not in chosen, name
+        want = attend(q2, k2, v2, mask=Causal(), impl="reference")
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(want, np.float32))
+    chosen.clear()
+    attend(q, k, v, bias=jnp.zeros((1, 1, 8, 8)))
+    assert chosen == ["_attend_reference"]
+    assert resolve_impl(None, backend="gpu", cudnn_ok=False, head_dims=(8, 4)) == "reference"
+    assert resolve_impl(None, backend="gpu", cudnn_ok=False, head_dims=(64, 32)) == "pallas"

@@ -114,6 +114,39 @@ def test_self_attention_matches_the_definition():
     np.testing.assert_allclose(mha(x), expected, rtol=1e-4, atol=1e-5)
 
 
+def np_rms_norm(x, scale, eps=1e-6):
+    return x / np.sqrt((x**2).mean(-1, keepdims=True) + eps) * scale
+
+
+@pytest.mark.parametrize("self_attention", [True, False], ids=["self", "cross"])
+def test_qk_norm_rope_and_cross_attention_match_the_definition(self_attention):
+    """q/k RMS-normalised over head_dim (learned scale), then rotated by RoPE at their own
+    positions (complex-rotation definition), then GQA attention: numpy vs the layer."""
+    mha = make(qk_norm=True, use_rope=True)
+    for i, norm in enumerate((mha.query_norm, mha.key_norm)):
+        norm.scale[...] = 1 + 0.5 * normal(norm.scale[...].shape, 10 + i)
+    for m in (mha.query, mha.key, mha.value, mha.out):
+        m.bias[...] = normal(m.bias[...].shape, 3)
+    x = normal((2, 5, 16), 2)
+    ctx = x if self_attention else normal((2, 7, 16), 4)
+    got = mha(x) if self_attention else mha(x, context=ctx)
+
+    p = lambda m, name: np.asarray(getattr(m, name)[...], np.float64)
+    xn, cn = np.asarray(x, np.float64), np.asarray(ctx, np.float64)
+    q = np.einsum("bte,ehd->bthd", xn, p(mha.query, "kernel")) + p(mha.query, "bias")
+    k = np.einsum("bse,ehd->bshd", cn, p(mha.key, "kernel")) + p(mha.key, "bias")
+    v = np.einsum("bse,ehd->bshd", cn, p(mha.value, "kernel")) + p(mha.value, "bias")
+    q = np_rope(np_rms_norm(q, p(mha.query_norm, "scale")), np.arange(q.shape[1]))
+    k = np_rope(np_rms_norm(k, p(mha.key_norm, "scale")), np.arange(k.shape[1]))
+    k, v = np.repeat(k, 2, axis=2), np.repeat(v, 2, axis=2)
+    logits = np.einsum("bthd,bshd->bhts", q, k) / np.sqrt(4)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    heads = np.einsum("bhts,bshd->bthd", weights, v)
+    expected = np.einsum("bthd,hde->bte", heads, p(mha.out, "kernel")) + p(mha.out, "bias")
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_gqa_param_shapes_and_logical_axes():
     mha = make(head_dim=8, qk_norm=True)
     shapes = {
@@ -202,3 +235,20 @@ def test_decode_errors():
     mha.init_cache(1, 4)
     with pytest.raises(ValueError, match="self-attention only"):
         mha(normal((1, 1, 16)), context=normal((1, 3, 16)), decode=True)
+
+
+def test_decode_past_max_length_raises():
+    mha = make()
+    mha.init_cache(1, 4)
+    mha(normal((1, 3, 16)), decode=True)
+    with pytest.raises(ValueError, match="KV cache overflow.*position 3.*max_length=4"):
+        mha(normal((1, 2, 16)), decode=True)  # eager: slots 3, 4 of 4
+    with pytest.raises(ValueError, match="KV cache overflow"):
+        mha(normal((1, 5, 16)), decode=True)  # more tokens than the cache holds
+
+    mha.init_cache(1, 4)
+    step = nnx.jit(lambda m, x: m(x, decode=True))
+    step(mha, normal((1, 2, 16)))
+    step(mha, normal((1, 2, 16)))  # fills the cache exactly
+    with pytest.raises(Exception, match="KV cache overflow"):  # jit: at run time
+        jax.block_until_ready(step(mha, normal((1, 1, 16))))

@@ -1,11 +1,16 @@
 """The training engine: sharding, checkpoints, init_from and the NaN guard."""
 
+import os
+import shutil
+
 import jax
 import numpy as np
 import pytest
 
+from attnzoo import data
 from attnzoo.configs import load_config
 from attnzoo.train_loops.checkpointing import Checkpointer
+from attnzoo.train_loops.metrics_writer import read_metrics
 from attnzoo.train_loops.trainer import NonFiniteLossError, Trainer
 from attnzoo.zoo.pretrained import read_model_params
 from tests.helpers import cli
@@ -89,17 +94,41 @@ def test_init_from_with_a_different_head(tmp_path):
     assert not np.array_equal(model["posemb"].get_value(), loaded["posemb"])
 
 
-def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_guard_keeps_only_checkpoints_that_train_on(tmp_path):
+    # lr 0 at step 1 (warmup), then 3e37: the update of step 2 poisons the params, while the
+    # loss logged for step 2 (computed before that update) is still finite.
     config = _config(steps=6, checkpoint_every=1, log_every=1)
     config.optimizer.update(learning_rate=1e38, clip_norm=0.0)
-    with pytest.raises(NonFiniteLossError, match="loss became nan at step") as info:
-        Trainer(config, str(tmp_path)).train()
+    config.schedule.warmup_steps = 3
+    trainer = Trainer(config, str(tmp_path))
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 2") as info:
+        trainer.train()
     checkpointer = Checkpointer(str(tmp_path), every=1, keep=10)
     good = checkpointer.latest_step()
+    assert good == 1 and f"last good checkpoint: step {good}" in str(info.value)
+    state, data_state, _ = trainer.restore(checkpointer, good)
     checkpointer.close()
-    assert good is not None and f"last good checkpoint: step {good}" in str(info.value)
-    bad_step = int(str(info.value).split("at step ")[1].split(";")[0])
-    assert good < bad_step
+    data = iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
+    data.set_state(data_state)
+    sane = _config()
+    sane.optimizer.clip_norm = 0.0  # the same optimizer state layout, a sane learning rate
+    resumed = Trainer(sane, str(tmp_path))
+    for _ in range(2):  # resuming from "last good" trains on
+        state, metrics = resumed.train_step(state, next(data))
+        assert np.isfinite(float(metrics["loss"]))
+
+
+def test_resume_keeps_one_metrics_row_per_step(tmp_path):
+    config = _config(steps=4, checkpoint_every=2, log_every=1, eval_every=2)
+    trainer = Trainer(config, str(tmp_path))  # one trainer: its jitted steps compile once
+    trainer.train()
+    shutil.rmtree(tmp_path / "checkpoints" / "4")  # as if killed before saving step 4
+    trainer.train()  # resumes at 2, redoes steps 3 and 4
+    trainer.train()  # a finished run: reports its eval again
+    rows = read_metrics(str(tmp_path / "metrics.jsonl"))
+    keys = [(r["split"], r["step"]) for r in rows]
+    assert sorted(keys) == sorted([("train", s) for s in (1, 2, 3, 4)] + [("eval", 2), ("eval", 4)])
+    assert os.path.getsize(tmp_path / "curves.png") > 0
 
 
 def test_nan_guard_cli_is_one_line(tmp_path):
@@ -113,3 +142,32 @@ def test_nan_guard_cli_is_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: loss became nan")
+
+
+def test_evaluate_matches_an_independent_count_with_a_partial_last_batch(tmp_path):
+    trainer = Trainer(_config(eval_batch_size=16), str(tmp_path))  # 37 = 16 + 16 + 5
+    state, _ = _run_steps(trainer, 3)
+    metrics = trainer.evaluate(state, "test[:37]")
+    batch = next(
+        iter(
+            data.make_dataset(
+                "digits",
+                "test[:37]",
+                batch_size=37,
+                shuffle=False,
+                repeat=False,
+                seed=0,
+                drop_remainder=False,
+            )
+        )
+    )
+    labels = np.asarray(batch["label"])
+    assert labels.shape == (37,)
+    logits = np.asarray(trainer.model(state["model"])(batch["image"]), np.float64)
+    assert np.abs(logits).max() > 1e-3  # a trained head, not the zero init
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    want_loss = -log_probs[np.arange(37), labels].mean()
+    want_accuracy = np.sum(logits.argmax(-1) == labels) / 37
+    assert metrics["accuracy"] == pytest.approx(want_accuracy, abs=1e-9)
+    assert metrics["loss"] == pytest.approx(want_loss, rel=1e-5)

@@ -35,6 +35,11 @@ def config_path(name: str) -> str:
     if name.endswith(".py") or os.sep in name:
         if not os.path.isfile(name):
             raise ConfigError(f"config file {name!r} does not exist")
+        if not name.endswith(".py"):
+            raise ConfigError(
+                f"--config={name!r} is not a config: give a name from --list or a .py file "
+                "defining get_config()"
+            )
         return name
     if name not in list_configs():
         raise ConfigError(
@@ -52,10 +57,29 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         f"attnzoo_config_{os.path.basename(name)}", path
     )
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path} has no get_config()")
-    return module.get_config(arg or None)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # a user's file: any error is a bad config, not a crash
+        raise ConfigError(f"config file {path} failed to load: {_one_line(e)}") from None
+    if not callable(getattr(module, "get_config", None)):
+        raise ConfigError(f"config file {path} has no get_config(); it is not a config module")
+    try:
+        config = module.get_config(arg or None)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"config {spec!r}: get_config raised {_one_line(e)}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(
+            f"config {spec!r}: get_config returned a {type(config).__name__}, "
+            "not an ml_collections.ConfigDict"
+        )
+    return config
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _parse(key: str, raw: str, current):

@@ -7,7 +7,8 @@ Grouped-query attention when ``hq`` is a multiple of ``hkv``: query head ``i`` r
 
 Numerics: logits and softmax in float32, output in ``q.dtype``. Masked logits take the large
 finite :data:`MASK_VALUE` (never ``-inf``) and masked probabilities are zeroed, so a query row
-with no allowed key outputs exactly 0 and has finite (zero) gradients.
+with no allowed key outputs exactly 0 and has finite (zero) gradients. A ``-inf`` bias entry
+masks its key the same way (a row whose bias is all ``-inf`` outputs 0, not NaN).
 
 Implementations (``impl=``):
 
@@ -48,6 +49,7 @@ __all__ = [
     "MASK_VALUE",
     "attend",
     "attention_weights",
+    "cudnn_accepts",
     "resolve_impl",
 ]
 
@@ -115,9 +117,12 @@ def _probabilities(q, k, mask, scale, bias) -> jax.Array:
     qg = q.reshape(b, t, hkv, hq // hkv, d)  # [b, t, hkv, g, d]
     logits = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32)
     logits = logits * scale  # [b, hkv, g, t, s]
-    if bias is not None:
-        logits = logits + group_heads(bias.astype(jnp.float32), hkv)
     allowed = None if mask is None else group_heads(dense_mask(mask, t, s), hkv)
+    if bias is not None:
+        bias = group_heads(bias.astype(jnp.float32), hkv)
+        logits = logits + bias
+        reachable = bias > -jnp.inf  # a -inf bias masks its key: an all -inf row outputs 0
+        allowed = reachable if allowed is None else allowed & reachable
     return _masked_softmax(logits, allowed)
 
 
@@ -168,7 +173,7 @@ def _attend_cudnn(q, k, v, mask, scale, bias) -> jax.Array:
             f"impl='cudnn' cannot express mask {mask!r}; it supports None, Causal, "
             "LocalWindow1D, Causal() & LocalWindow1D and Dense. Use impl='xla' or 'reference'."
         )
-    if v.shape[-1] != q.shape[-1] or not (q.dtype == k.dtype == v.dtype):
+    if not cudnn_accepts(q, k, v):
         raise ValueError(
             "impl='cudnn' needs one head_dim and dtype for q, k, v; got "
             f"q={q.shape} {q.dtype}, k={k.shape} {k.dtype}, v={v.shape} {v.dtype}"
@@ -219,23 +224,31 @@ def _attend_pallas(q, k, v, mask, scale, bias) -> jax.Array:
     )
 
 
+def cudnn_accepts(q, k, v) -> bool:
+    """Whether ``impl="cudnn"`` takes these inputs: one head_dim and one dtype for q, k, v."""
+    return v.shape[-1] == q.shape[-1] and q.dtype == k.dtype == v.dtype
+
+
 def resolve_impl(
     mask: Mask | None,
     *,
     bias=None,
     backend: str | None = None,
     head_dims: tuple[int, int] | None = None,
+    cudnn_ok: bool = True,
 ) -> str:
     """The implementation ``impl="auto"`` runs, in order of preference:
 
-    1. ``"cudnn"`` on gpu for no mask or ``Causal(0)`` without bias (jax's fused kernels);
+    1. ``"cudnn"`` on gpu for no mask or ``Causal(0)`` (jax's fused kernels), without a bias
+       (ours zeroes all ``-inf`` rows, cuDNN's would be NaN) and when ``cudnn_ok`` (the
+       inputs pass :func:`cudnn_accepts`);
     2. ``"pallas"`` on gpu/tpu without bias when the head dims (q/k, v) fit the kernels;
     3. ``"xla"`` for any mask without bias (cost follows the block lists);
     4. ``"reference"`` otherwise.
     """
     backend = jax.default_backend() if backend is None else backend
     plain = mask is None or (isinstance(mask, Causal) and _static_offset(mask) == 0)
-    if backend == "gpu" and plain and bias is None:
+    if backend == "gpu" and plain and bias is None and cudnn_ok:
         return "cudnn"
     lo, hi = pallas_kernels.HEAD_DIMS
     dims_ok = head_dims is None or all(lo <= x <= hi for x in head_dims)
@@ -275,7 +288,12 @@ def attend(
     _check_inputs(q, k, v, mask, bias)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if impl == "auto":
-        impl = resolve_impl(mask, bias=bias, head_dims=(q.shape[-1], v.shape[-1]))
+        impl = resolve_impl(
+            mask,
+            bias=bias,
+            head_dims=(q.shape[-1], v.shape[-1]),
+            cudnn_ok=cudnn_accepts(q, k, v),
+        )
     if impl == "pallas":
         return _attend_pallas(q, k, v, mask, scale, bias)
     if impl == "cudnn":

@@ -21,6 +21,24 @@ from attnzoo.layers.rope import apply_rope
 __all__ = ["MultiHeadAttention"]
 
 
+def _check_cache_room(index: jax.Array, t: int, max_length: int) -> None:
+    """Raises when writing ``t`` tokens at ``index`` would run past the cache's end
+    (``dynamic_update_slice`` would clamp the write and overwrite earlier slots)."""
+
+    def check(index):
+        if int(index) + t > max_length:
+            raise ValueError(
+                f"KV cache overflow: writing {t} token(s) at position {int(index)} runs past "
+                f"max_length={max_length}; call init_cache with a larger max_length"
+            )
+
+    traced = isinstance(index, jax.core.Tracer)
+    if t > max_length or not traced:
+        check(0 if traced else index)
+    else:  # under jit the index is only known at run time
+        jax.debug.callback(check, index)
+
+
 class MultiHeadAttention(nnx.Module):
     """Multi-head (grouped-query) attention ``[b, t, in_features] -> [b, t, out_features]``.
 
@@ -162,8 +180,8 @@ class MultiHeadAttention(nnx.Module):
             when decoding).
           context_positions: RoPE positions of ``context`` keys (default ``arange(s)``).
           decode: write k/v into the cache at ``cache_index``, attend over the cache
-            (causal in absolute positions, unwritten slots hidden), advance the index. The
-            caller keeps ``cache_index + t <= max_length``.
+            (causal in absolute positions, unwritten slots hidden), advance the index.
+            Writing past ``max_length`` raises (``ValueError``; under ``jit`` at run time).
 
         Returns:
           ``[b, t, out_features]``.
@@ -186,6 +204,7 @@ class MultiHeadAttention(nnx.Module):
             if not hasattr(self, "cache_index"):
                 raise ValueError("decode=True needs a cache: call init_cache(batch, max_len)")
             index = self.cache_index[...]  # scalar int32
+            _check_cache_room(index, t, self.cached_key.shape[1])
             if positions is None:
                 positions = index + jnp.arange(t, dtype=jnp.int32)
         elif positions is None:

@@ -6,10 +6,13 @@ Orbax writes each step to a temporary directory and renames it when complete, so
 run never leaves a half-written checkpoint behind.
 """
 
+import contextlib
 import os
 
 import jax
 import orbax.checkpoint as ocp
+
+from attnzoo.zoo.pretrained import step_dirs
 
 _KEY_PREFIX = "__prng_key__"
 
@@ -46,30 +49,54 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
+def latest_meta(workdir: str) -> tuple[int, dict] | None:
+    """`(step, meta)` of the latest finished checkpoint in `workdir`, or None; reads only
+    (creates nothing, unlike `Checkpointer`)."""
+    steps = step_dirs(checkpoint_dir(workdir))
+    if not steps:
+        return None
+    with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as reader:
+        meta = reader.restore(os.path.join(steps[-1], "meta"))
+    return int(os.path.basename(steps[-1])), meta
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, failing writes); earlier ones are kept."""
+
+
 class Checkpointer:
-    """Saves every `every` steps keeping the last `keep`; restores the latest."""
+    """Saves every `every` steps keeping the last `keep`; restores the latest. A failed
+    write (found at the save or when it finishes) raises `CheckpointWriteError`."""
 
     def __init__(self, workdir: str, *, every: int, keep: int):
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(every, 1), max_to_keep=keep, create=True
+            save_interval_steps=max(every, 1),
+            max_to_keep=keep,
+            create=True,
+            cleanup_tmp_directories=True,  # drop what a killed run left half-written
         )
+        self.directory = checkpoint_dir(workdir)
         self.manager = ocp.CheckpointManager(
-            checkpoint_dir(workdir), options=options, item_names=("state", "data", "meta")
+            self.directory, options=options, item_names=("state", "data", "meta")
         )
+        self._writing: int | None = None  # step of the save in flight
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: dict, data_state: dict, meta: dict, *, force=False) -> bool:
-        return self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(keys_to_data(state)),
-                data=ocp.args.JsonSave(data_state),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            force=force,
-        )
+        self.wait()
+        self._writing = step
+        with self._reporting_write_errors():
+            return self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(keys_to_data(state)),
+                    data=ocp.args.JsonSave(data_state),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                force=force,
+            )
 
     def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict, dict]:
         """Restores `(state, data_state, meta)`; `abstract_state` carries target shardings."""
@@ -84,8 +111,27 @@ class Checkpointer:
         return data_to_keys(restored.state, abstract_state), restored.data, restored.meta
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Blocks until the save in flight is on disk."""
+        with self._reporting_write_errors():
+            self.manager.wait_until_finished()
+        self._writing = None
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
+
+    @contextlib.contextmanager
+    def _reporting_write_errors(self):
+        try:
+            yield
+        except Exception as e:
+            step, self._writing = self._writing, None
+            done = step_dirs(self.directory)
+            kept = f"step {os.path.basename(done[-1])}" if done else "none"
+            cause = " ".join(str(e).split())[:300]
+            raise CheckpointWriteError(
+                f"could not write checkpoint {step} in {self.directory} ({cause}); "
+                f"the last complete checkpoint is kept: {kept}"
+            ) from None

@@ -9,29 +9,44 @@ import jax
 
 
 class MetricsWriter:
-    def __init__(self, workdir: str):
+    """One row per `(split, step)`: a run resumed from checkpoint `start_step` drops the rows
+    its killed predecessor logged after that step (they are redone), and a row already
+    logged for a `(split, step)` is not logged again."""
+
+    def __init__(self, workdir: str, start_step: int = 0):
         self.active = jax.process_index() == 0
         self.path = os.path.join(workdir, "metrics.jsonl")
         self._tb = None
+        self._logged: set[tuple[str, int]] = set()
         if self.active:
             os.makedirs(workdir, exist_ok=True)
+            rows = [r for r in read_metrics(self.path) if r["step"] <= start_step]
+            if os.path.exists(self.path):
+                _rewrite(self.path, rows)
+            self._logged = {(r["split"], r["step"]) for r in rows}
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            # purge_step hides TensorBoard events a killed run logged past the checkpoint
+            self._tb = SummaryWriter(
+                os.path.join(workdir, "tensorboard"), purge_step=start_step + 1
+            )
 
     def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
         """Logs `metrics` of `split` ("train", "eval", ...) at `step`."""
         if not self.active:
             return
         metrics = {k: float(v) for k, v in metrics.items()}
+        shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(f"[{split}] step {step}: {shown}", flush=True)
+        if (split, step) in self._logged:
+            return
+        self._logged.add((split, step))
         with open(self.path, "a") as f:
             f.write(
                 json.dumps({"step": step, "split": split, "time": time.time(), **metrics}) + "\n"
             )
         for name, value in metrics.items():
             self._tb.add_scalar(f"{split}/{name}", value, step)
-        shown = "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        print(f"[{split}] step {step}: {shown}", flush=True)
 
     def close(self) -> None:
         if not self.active:
@@ -41,11 +56,25 @@ class MetricsWriter:
 
 
 def read_metrics(path: str) -> list[dict]:
-    """Rows of a `metrics.jsonl`, in order."""
+    """Rows of a `metrics.jsonl`, in order (a line cut short by a kill is skipped)."""
     if not os.path.exists(path):
         return []
+    rows = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _rewrite(path: str, rows: list[dict]) -> None:
+    """Replaces `path` by `rows` atomically (a kill mid-write keeps the old file)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
 
 
 def plot_curves(metrics_path: str, out_path: str) -> None:

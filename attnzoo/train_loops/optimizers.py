@@ -16,6 +16,9 @@ import jax
 import ml_collections
 import optax
 
+OPTIMIZERS = ("adamw", "sgd", "muon")
+SCHEDULES = ("warmup_cosine", "constant")
+
 
 def make_schedule(schedule: ml_collections.ConfigDict, peak: float, total_steps: int) -> Callable:
     if schedule.name == "constant":

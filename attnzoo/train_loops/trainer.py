@@ -10,6 +10,7 @@ else scratch.
 import contextlib
 import math
 import os
+import sys
 
 import jax
 import ml_collections
@@ -25,6 +26,7 @@ from attnzoo.train_loops.family import get_family, step_key
 from attnzoo.train_loops.metrics_writer import MetricsWriter
 from attnzoo.train_loops.optimizers import make_optimizer
 from attnzoo.train_loops.selection import Selection
+from attnzoo.train_loops.shutdown import StopRequest, TrainingInterrupted
 from attnzoo.zoo.pretrained import load_pretrained
 
 
@@ -69,6 +71,12 @@ class Trainer:
             out_shardings=(self.shardings, None),
         )
         self._eval_step = jax.jit(self._eval, in_shardings=(self.shardings["model"], None))
+        self._loss_after_update = jax.jit(
+            lambda model_state, batch: self.family.loss(
+                self.model(model_state), batch, jax.random.key(0)
+            )[0],
+            in_shardings=(self.shardings["model"], None),
+        )
 
     # ----------------------------------------------------------------- state
     def _context(self) -> contextlib.ExitStack:
@@ -137,8 +145,8 @@ class Trainer:
                     break
             elif local is None:
                 break
-            if local is not None and template is None:
-                template = jax.tree.map(lambda x: np.zeros_like(x[:1]), local)
+            if template is None:  # shapes for padding batches of a process with no data left
+                template = self._batch_template(local, split)
             local = _pad_batch(
                 local if local is not None else template, local_size, empty=local is None
             )
@@ -149,6 +157,14 @@ class Trainer:
                 acc[0] += float(total)
                 acc[1] += float(count)
         return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
+
+    def _batch_template(self, local: dict | None, split: str) -> dict:
+        """A one-example zero batch shaped like `split`'s batches (from `local`, or, on a
+        process whose shard is empty, from the split's first batch)."""
+        if local is None:
+            whole = self.family.make_dataset(split, train=False, process_index=0, process_count=1)
+            local = next(iter(whole))
+        return jax.tree.map(lambda x: np.zeros_like(x[:1]), local)
 
     # ------------------------------------------------------------------ train
     def sharded_abstract_state(self) -> dict:
@@ -193,7 +209,11 @@ class Trainer:
 
     def train(self) -> dict[str, float]:
         """Runs to `config.train.steps` (or an early stop, see `selection.py`); returns the
-        final eval metrics (of the best checkpoint when `config.select` chooses one)."""
+        final eval metrics (of the best checkpoint when `config.select` chooses one).
+
+        SIGINT/SIGTERM stop after the current step with a checkpoint of it
+        (`TrainingInterrupted`); a non-finite loss stops without saving the bad state.
+        """
         cfg = self.config.train
         pid, nproc = jax.process_index(), jax.process_count()
         data_iter = iter(
@@ -204,23 +224,28 @@ class Trainer:
         checkpointer = Checkpointer(
             self.workdir, every=cfg.checkpoint_every, keep=cfg.keep_checkpoints
         )
-        writer = MetricsWriter(self.workdir)
-        state, step = self.restore_or_init(checkpointer, data_iter)
-        selection = Selection(self, self.workdir)
-        selection.resume(step)
-        pending, history = None, []
-        bar = tqdm(
-            total=cfg.steps,
-            initial=step,
-            disable=None if pid == 0 else True,
-            desc="train",
-            mininterval=2.0,
-            leave=False,
-        )
+        writer = bar = selection = None
+        stop = StopRequest()
         results = {}
         try:
+            state, step = self.restore_or_init(checkpointer, data_iter)
+            writer = MetricsWriter(self.workdir, start_step=step)
+            selection = Selection(self, self.workdir)
+            selection.resume(step)
+            pending, history = None, []
+            bar = tqdm(
+                total=cfg.steps,
+                initial=step,
+                disable=None if pid == 0 else True,
+                desc="train",
+                mininterval=2.0,
+                leave=False,
+            )
             while step < cfg.steps and not selection.stopped:
-                state, metrics = self.train_step(state, next(data_iter))
+                if self._stop_requested(stop, step):
+                    self._save_and_stop(stop, checkpointer, step, state, data_iter, pending)
+                batch = next(data_iter)
+                state, metrics = self.train_step(state, batch)
                 step += 1
                 bar.update()
                 if pending is not None:  # check the previous step while this one runs
@@ -237,30 +262,74 @@ class Trainer:
                     results = selection.evaluate(state, step, data_iter.get_state(), writer)
                 if step % cfg.checkpoint_every == 0 or last or selection.stopped:
                     self._check_finite(*pending, checkpointer)
+                    self._check_updated_state(step, state, batch, checkpointer)
                     self.save(checkpointer, step, state, data_iter.get_state())
             if not results:  # resumed a finished run: report its metrics again
                 results = selection.evaluate(state, step, data_iter.get_state(), writer)
             results = selection.final(results)
         finally:
-            selection.close()
-            bar.close()
-            checkpointer.close()
-            writer.close()
+            _close_all(stop, selection, bar, checkpointer, writer)
         return results
 
+    def _stop_requested(self, stop, step: int) -> bool:
+        """Whether a signal asks to stop; processes agree (checked every `log_every`)."""
+        if jax.process_count() == 1:
+            return stop.signum is not None
+        if step % self.config.train.log_every:
+            return False
+        flags = multihost_utils.process_allgather(np.array(stop.signum or 0))
+        stop.signum = stop.signum or int(flags.max()) or None
+        return stop.signum is not None
+
+    def _save_and_stop(self, stop, checkpointer, step, state, data_iter, pending) -> None:
+        if pending is not None:
+            self._check_finite(*pending, checkpointer)
+        if checkpointer.latest_step() != step:
+            self.save(checkpointer, step, state, data_iter.get_state())
+        checkpointer.wait()
+        raise TrainingInterrupted(
+            f"stopped by {stop.name} at step {step}; checkpoint in "
+            f"{checkpoint_dir(self.workdir)}/{step} (run the same command to resume)",
+            stop.signum,
+        )
+
     def _check_finite(self, step: int, metrics: dict, checkpointer: Checkpointer) -> None:
-        loss = float(jax.device_get(metrics["loss"]))
-        if not math.isfinite(loss):
-            checkpointer.wait()
-            good = checkpointer.latest_step()
-            kept = (
-                f"last good checkpoint: step {good} in {checkpoint_dir(self.workdir)}"
-                if good is not None
-                else "no checkpoint was written"
-            )
-            raise NonFiniteLossError(
-                f"loss became {loss} at step {step}; stopped without saving ({kept})"
-            )
+        self._raise_if_nonfinite(float(jax.device_get(metrics["loss"])), step, checkpointer)
+
+    def _check_updated_state(self, step, state, local_batch, checkpointer) -> None:
+        """The loss logged for step k comes from the params *before* its update; before
+        checkpointing the params after it, their loss on the same batch must be finite."""
+        with self._context():
+            batch = partitioning.global_batch(local_batch, self.mesh)
+            loss = self._loss_after_update(state["model"], batch)
+        self._raise_if_nonfinite(float(jax.device_get(loss)), step, checkpointer, after=True)
+
+    def _raise_if_nonfinite(self, loss, step, checkpointer, *, after=False) -> None:
+        if math.isfinite(loss):
+            return
+        checkpointer.wait()
+        good = checkpointer.latest_step()
+        kept = (
+            f"last good checkpoint: step {good} in {checkpoint_dir(self.workdir)}"
+            if good is not None
+            else "no checkpoint was written"
+        )
+        when = f"step {step} (after its update)" if after else f"step {step}"
+        raise NonFiniteLossError(f"loss became {loss} at {when}; stopped without saving ({kept})")
+
+
+def _close_all(*resources) -> None:
+    """Closes each resource; while an error propagates, close errors do not replace it."""
+    failing = sys.exc_info()[1] is not None
+    first = None
+    for resource in resources:
+        try:
+            if resource is not None:
+                resource.close()
+        except Exception as e:
+            first = first or e
+    if first is not None and not failing:
+        raise first
 
 
 def _pad_batch(batch: dict, size: int, *, empty: bool = False) -> dict:

@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 
-def _step_dirs(path: str) -> list[str]:
+def step_dirs(path: str) -> list[str]:
+    """The finished step directories `path/<step>`, in step order."""
     if not os.path.isdir(path):
         return []
     steps = [d for d in os.listdir(path) if d.isdigit()]
@@ -28,7 +29,7 @@ def resolve_checkpoint(path: str) -> str:
     if os.path.isdir(os.path.join(path, "state")):
         return os.path.join(path, "state")
     for candidate in (os.path.join(path, "checkpoints"), path):
-        steps = _step_dirs(candidate)
+        steps = step_dirs(candidate)
         if steps:
             return os.path.join(steps[-1], "state")
     raise FileNotFoundError(
@@ -39,8 +40,15 @@ def resolve_checkpoint(path: str) -> str:
 
 def read_model_params(path: str) -> dict:
     """The model params of checkpoint `path` as a nested dict of host arrays."""
+    path = resolve_checkpoint(path)
+    local = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     with ocp.StandardCheckpointer() as checkpointer:
-        restored = checkpointer.restore(resolve_checkpoint(path))
+        saved = checkpointer.metadata(path).item_metadata
+        # explicit targets: a checkpoint written on another topology (N processes) restores too
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), saved
+        )
+        restored = checkpointer.restore(path, target)
     return restored["model"]
 
 
@@ -76,6 +84,11 @@ def load_pretrained(model: nnx.Module, path: str, *, skip: Sequence[str] = ()) -
         return jax.device_put(jnp.asarray(ckpt, value.dtype), value.sharding)
 
     new = jax.tree_util.tree_map_with_path(take, pure)
+    if not loaded:
+        raise ValueError(
+            f"no parameter of the checkpoint at {path} fits this model (names or shapes "
+            "differ everywhere): is it a checkpoint of this architecture?"
+        )
     nnx.replace_by_pure_dict(params, new)
     nnx.update(model, params)
     if kept:

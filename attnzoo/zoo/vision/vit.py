@@ -94,6 +94,17 @@ class ViT(nnx.Module):
             raise ValueError(f"unknown pool {pool!r}; choose 'tok' (class token) or 'gap' (mean)")
         if posemb not in ("learn", "sincos2d"):
             raise ValueError(f"unknown posemb {posemb!r}; choose 'learn' or 'sincos2d'")
+        for name, value in dict(
+            width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim, patch_size=patch_size
+        ).items():
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout={dropout} must be in [0, 1)")
+        if image_size[0] % patch_size or image_size[1] % patch_size:
+            raise ValueError(
+                f"patch_size={patch_size} does not divide image_size={tuple(image_size)}"
+            )
         grid = (image_size[0] // patch_size, image_size[1] // patch_size)
         self.pool = pool
         self.stem = PatchEmbed(in_channels, width, patch_size, dtype=dtype, rngs=rngs)

@@ -1,0 +1,65 @@
+"""Every registered model (`list_models()`) at a tiny size: forward, backward, and every
+parameter receives a gradient. A family that registers models adds its tiny kwargs and an
+input here; a model without an entry fails `test_every_model_has_a_tiny_setting`."""
+
+import fnmatch
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import attnzoo
+
+# glob of model names -> (tiny kwargs, input builder(rng))
+TINY = {
+    "vit_*": (
+        dict(
+            num_classes=5,
+            image_size=(8, 8),
+            in_channels=1,
+            patch_size=4,
+            width=16,
+            depth=1,
+            num_heads=2,
+            mlp_dim=32,
+        ),
+        lambda rng: jnp.asarray(rng.standard_normal((2, 8, 8, 1)), jnp.float32),
+    ),
+}
+
+
+def _tiny(name: str):
+    matches = [setting for pattern, setting in TINY.items() if fnmatch.fnmatch(name, pattern)]
+    return matches[0] if matches else None
+
+
+def test_every_model_has_a_tiny_setting():
+    missing = [name for name in attnzoo.list_models() if _tiny(name) is None]
+    assert not missing, f"add tiny kwargs + an input for {missing} to tests/test_models.py"
+
+
+@pytest.mark.parametrize("name", attnzoo.list_models())
+def test_forward_backward_every_param_gets_a_gradient(name):
+    kwargs, make_input = _tiny(name)
+    rng = np.random.default_rng(0)
+    model = attnzoo.create_model(name, rngs=nnx.Rngs(0), **kwargs)
+    # zero-initialised layers (a classifier head) would block every gradient behind them
+    params = nnx.state(model, nnx.Param)
+    noisy = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape).astype(p.dtype), params)
+    nnx.update(model, noisy)
+    x = make_input(rng)
+
+    def loss(model):
+        out = model(x)
+        return jnp.sum(out * jnp.asarray(rng.standard_normal(out.shape), out.dtype))
+
+    value, grads = nnx.value_and_grad(loss)(model)
+    assert np.isfinite(float(value))
+    flat = nnx.to_flat_state(grads)
+    assert len(flat) == len(nnx.to_flat_state(params)) > 0
+    for path, g in flat:
+        g = np.asarray(g.get_value())
+        assert np.isfinite(g).all(), path
+        assert np.abs(g).max() > 0, f"{'/'.join(map(str, path))} receives no gradient"
