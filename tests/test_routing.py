@@ -39,7 +39,7 @@ def test_window_first_order():
     wf = to_window_first(x, (4, 6), (2, 3))
     np.testing.assert_array_equal(wf, x[:, perm])
     np.testing.assert_array_equal(from_window_first(wf, (4, 6), (2, 3)), x)
-    with pytest.raises(ValueError, match="not divisible"):
+    with pytest.raises(ValueError, match="must be a multiple of the window"):
         window_first_permutation((4, 6), (3, 3))
 
 

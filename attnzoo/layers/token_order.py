@@ -14,7 +14,15 @@ def _check(grid: tuple[int, int], window: tuple[int, int]) -> None:
     if len(grid) != 2 or len(window) != 2 or min(*grid, *window) <= 0:
         raise ValueError(f"grid and window must be two positive ints each, got {grid}, {window}")
     if grid[0] % window[0] or grid[1] % window[1]:
-        raise ValueError(f"grid {tuple(grid)} is not divisible into windows of {tuple(window)}")
+        raise ValueError(f"grid {tuple(grid)} must be a multiple of the window {tuple(window)}")
+
+
+def _check_tokens(x: jax.Array, grid: tuple[int, int]) -> None:
+    if x.ndim < 2 or x.shape[1] != grid[0] * grid[1]:
+        raise ValueError(
+            f"x must be [b, h*w, ...] with h*w = {grid[0] * grid[1]} tokens for grid "
+            f"{tuple(grid)}, got shape {x.shape}"
+        )
 
 
 def window_first_permutation(grid: tuple[int, int], window: tuple[int, int]) -> np.ndarray:
@@ -29,6 +37,7 @@ def window_first_permutation(grid: tuple[int, int], window: tuple[int, int]) -> 
 def to_window_first(x: jax.Array, grid: tuple[int, int], window: tuple[int, int]) -> jax.Array:
     """``[b, h*w, ...]`` row-major tokens -> the same tokens in window-first order."""
     _check(grid, window)
+    _check_tokens(x, grid)
     (h, w), (wh, ww) = grid, window
     b, rest = x.shape[0], x.shape[2:]
     x = x.reshape(b, h // wh, wh, w // ww, ww, *rest)
@@ -38,6 +47,7 @@ def to_window_first(x: jax.Array, grid: tuple[int, int], window: tuple[int, int]
 def from_window_first(x: jax.Array, grid: tuple[int, int], window: tuple[int, int]) -> jax.Array:
     """Inverse of :func:`to_window_first`: window-first ``[b, h*w, ...]`` -> row-major."""
     _check(grid, window)
+    _check_tokens(x, grid)
     (h, w), (wh, ww) = grid, window
     b, rest = x.shape[0], x.shape[2:]
     x = x.reshape(b, h // wh, w // ww, wh, ww, *rest)

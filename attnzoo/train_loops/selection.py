@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 
@@ -54,10 +55,14 @@ class Selection:
         self._best: Checkpointer | None = None
 
     def resume(self, step: int) -> None:
-        """Loads the history of evaluations up to `step` (the restored step)."""
+        """Loads the history of evaluations up to `step` (the restored step) and drops a best
+        checkpoint a killed run saved after it (the resumed run evaluates that step again)."""
         if self.split and os.path.exists(self.path):
             with open(self.path) as f:
                 self.history = [row for row in json.load(f) if row["step"] <= step]
+        best = best_step(self.workdir)
+        if best is not None and best > step and jax.process_index() == 0:
+            shutil.rmtree(os.path.join(best_workdir(self.workdir), "checkpoints", str(best)))
 
     def _better(self, value: float, than: float) -> bool:
         return value < than if self.mode == "min" else value > than
@@ -98,9 +103,10 @@ class Selection:
             if self._best is None:
                 self._best = Checkpointer(best_workdir(self.workdir), every=1, keep=1)
             self.trainer.save(self._best, step, state, data_state)
-        if jax.process_index() == 0:
-            with open(self.path, "w") as f:
+        if jax.process_index() == 0:  # atomically: a kill leaves the old or the new file
+            with open(self.path + ".tmp", "w") as f:
                 json.dump(self.history, f, indent=1)
+            os.replace(self.path + ".tmp", self.path)
         return results
 
     def final(self, results: dict[str, float]) -> dict[str, float]:
