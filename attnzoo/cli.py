@@ -12,7 +12,7 @@ from attnzoo.configs import ConfigError, apply_overrides, list_configs, load_con
 def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object]:
     """Parses `--config=SPEC --workdir=DIR [--config.a.b=v ...]`; returns `(args, config)`."""
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
-    parser.error = _raise_config_error  # one line, exit 2, like every other bad invocation
+    parser.error = raise_config_error  # one line, exit 2, like every other bad invocation
     parser.add_argument("--config", help="config name (see --list), NAME:arg, or a .py path")
     parser.add_argument("--workdir", help="directory for checkpoints, metrics and plots")
     parser.add_argument("--list", action="store_true", help="list the shipped configs")
@@ -47,7 +47,7 @@ def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object
     return args, config
 
 
-def _raise_config_error(message: str):
+def raise_config_error(message: str):
     raise ConfigError(message)
 
 

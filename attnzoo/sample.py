@@ -15,51 +15,56 @@ import os
 from attnzoo import cli
 
 
-def saved_config(directory: str, step: int):
-    """The config stored with checkpoint `step` of `directory`'s checkpoints."""
-    import ml_collections
-    import orbax.checkpoint as ocp
-
-    from attnzoo.train_loops.checkpointing import checkpoint_dir
-
-    with ocp.CheckpointManager(checkpoint_dir(directory), item_names=("meta",)) as manager:
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-    return ml_collections.ConfigDict(json.loads(meta["config"]))
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description="Sample from a trained attnzoo run.")
+    parser.error = cli.raise_config_error  # one line, exit 2
     parser.add_argument("--workdir", required=True, help="the run's directory")
     parser.add_argument("--config", default=None, help="config (default: the run's own)")
     parser.add_argument("--split", default=None, help="split to sample from (default: eval)")
     parser.add_argument("--num", type=int, default=4, help="how many samples")
     args, rest = parser.parse_known_args(argv)
-    from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir
+    if args.num < 1:
+        raise cli.ConfigError(f"--num={args.num} must be at least 1")
+    if rest and not args.config:
+        raise cli.ConfigError(
+            f"{rest[0]!r} needs --config=NAME (without overrides the run's own config is used)"
+        )
+    import ml_collections
+
+    from attnzoo.train_loops.checkpointing import Checkpointer, checkpoint_dir, latest_meta
+    from attnzoo.train_loops.family import Family
     from attnzoo.train_loops.selection import best_step, best_workdir
     from attnzoo.train_loops.trainer import Trainer
 
     directory = best_workdir(args.workdir) if best_step(args.workdir) is not None else args.workdir
-    checkpointer = Checkpointer(directory, every=1, keep=1)
-    step = checkpointer.latest_step()
-    if step is None:
+    found = latest_meta(directory)  # reads only: a failed call writes nothing
+    if found is None:
         raise FileNotFoundError(
             f"no checkpoint in {checkpoint_dir(args.workdir)}; train first with "
             f"python -m attnzoo.train --config=... --workdir={args.workdir}"
         )
-    if args.config or rest:
+    step, meta = found
+    if args.config:
         _, config = cli.parse(
             [f"--config={args.config}", f"--workdir={args.workdir}", *rest], parser.description
         )
     else:
-        config = saved_config(directory, step)
+        config = ml_collections.ConfigDict(json.loads(meta["config"]))
+    if args.split:
+        config.data.eval_split = args.split
+    cli.check(config, args.workdir)
     trainer = Trainer(config, args.workdir)
-    state, _, _ = trainer.restore(checkpointer, step)
-    checkpointer.close()
+    if type(trainer.family).sample is Family.sample:
+        raise NotImplementedError(f"the {config.family} family has no sampler yet")
+    checkpointer = Checkpointer(directory, every=1, keep=1)
+    try:
+        state, _, _ = trainer.restore(checkpointer, step)
+    finally:
+        checkpointer.close()
     out_dir = os.path.join(args.workdir, "samples")
     os.makedirs(out_dir, exist_ok=True)
-    split = args.split or config.data.eval_split
     written = trainer.family.sample(
-        trainer.model(state["model"]), out_dir, split=split, num=args.num
+        trainer.model(state["model"]), out_dir, split=config.data.eval_split, num=args.num
     )
     print(f"step {step}: wrote {len(written)} samples to {out_dir}", flush=True)
     for path in written:

@@ -15,7 +15,7 @@ from attnzoo import data
 from attnzoo.configs import ConfigError
 from attnzoo.train_loops import partitioning
 from attnzoo.train_loops.checkpointing import checkpoint_dir, latest_meta
-from attnzoo.train_loops.family import FAMILIES, get_family
+from attnzoo.train_loops.family import family_names, get_family
 from attnzoo.train_loops.optimizers import OPTIMIZERS, SCHEDULES
 from attnzoo.zoo.registry import list_models
 
@@ -75,13 +75,25 @@ def _counts(config) -> None:
 
 
 def _splits(config) -> None:
-    for key in ("data.train_split", "data.eval_split"):
+    keys = ["data.train_split", "data.eval_split"]
+    if _get(config, "select.split"):
+        keys.append("select.split")
+    for key in keys:
         try:
             n = data.num_examples(config.data.name, _get(config, key))
         except ValueError as e:
             raise ConfigError(f"--config.{key}={_get(config, key)!r}: {e}") from None
         if n == 0:
             raise ConfigError(f"--config.{key}={_get(config, key)!r} selects no examples")
+
+
+def _selection(config) -> None:
+    select = config.get("select") or {}
+    if select.get("split"):
+        _choice(config, "select.mode", ("min", "max"))
+        patience = select.get("patience", 0)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ConfigError(f"--config.select.patience={patience!r} must be an int >= 0")
 
 
 def _mesh(config) -> None:
@@ -100,7 +112,10 @@ def _mesh(config) -> None:
 
 
 def _model(config) -> None:
-    family = get_family(config)
+    try:
+        family = get_family(config)  # a family checks its own fields here
+    except ValueError as e:
+        raise ConfigError(f"--config.{e}") from None
     try:
         with nnx.use_eager_sharding(False):
             nnx.eval_shape(lambda: family.build_model(rngs=nnx.Rngs(0)))
@@ -112,12 +127,13 @@ def _model(config) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` for the first problem; needs jax (and its devices) initialised."""
-    _choice(config, "family", FAMILIES)
+    _choice(config, "family", family_names())
     _choice(config, "model.name", list_models())
     _choice(config, "data.name", data.list_datasets())
     _choice(config, "optimizer.name", OPTIMIZERS)
     _choice(config, "schedule.name", SCHEDULES)
     _counts(config)
+    _selection(config)
     _splits(config)
     _mesh(config)
     _model(config)

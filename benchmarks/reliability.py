@@ -27,7 +27,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ("attnzoo.train", "attnzoo.eval")  # + "attnzoo.sample" once it exists
+MODULES = ("attnzoo.train", "attnzoo.eval")  # `attnzoo.sample` has its own cases below
 
 # config -> overrides that only this config's family must refuse
 FAMILY_CASES = {
@@ -39,6 +39,21 @@ FAMILY_CASES = {
         "unknown posemb": ["--config.model.posemb=rope"],
         "negative depth": ["--config.model.depth=-1"],
         "dropout above 1": ["--config.model.dropout=1.5"],
+    },
+    "pathformer_demo:smoke": {
+        "top-k above the experts": ["--config.model.k=9"],
+        "patch not dividing the input": ["--config.model.patch_sizes=((7, 5),)"],
+        "zero horizon": ["--config.data.horizon=0"],
+        "unknown loss": ["--config.train.loss=huber"],
+        "unknown selection split": ["--config.select.split=valid"],
+        "unknown selection mode": ["--config.select.mode=best"],
+        "negative patience": ["--config.select.patience=-1"],
+    },
+    "vit_spa_fmnist:smoke": {
+        "capacity above 1": ["--config.model.spa_capacity=1.5"],
+    },
+    "biformer_tiny_fmnist:smoke": {
+        "stage lists of different lengths": ["--config.model.depths=(1, 1, 1, 1)"],
     },
 }
 
@@ -117,7 +132,16 @@ def invocation_cases(bad_files: dict[str, str]) -> list[Case]:
                     workdir="good",
                 )
     good = ["--config=vit_tiny_digits:smoke"]
+    sample = "attnzoo.sample"
     cases += [
+        Case("sample: no --workdir", sample, [], workdir=None),
+        Case("sample: no checkpoint in workdir", sample, [], rc=1),
+        Case("sample: a family without a sampler", sample, [], workdir="good", rc=1),
+        Case("sample: zero samples", sample, ["--num=0"], workdir="good"),
+        Case("sample: unknown split", sample, ["--split=bogus"], workdir="good"),
+        Case("sample: override without --config", sample, ["--config.seed=1"], workdir="good"),
+        Case("sample: bad override", sample, [*good, "--config.train.steps=-5"], workdir="good"),
+        Case("sample: different model", sample, [*good, "--config.model.width=64"], workdir="good"),
         Case("eval: no checkpoint in workdir", "attnzoo.eval", good, rc=1),
         Case("eval: unknown split", "attnzoo.eval", [*good, "--split=bogus"], workdir="good"),
         Case("eval: empty split", "attnzoo.eval", [*good, "--split=test[3:3]"], workdir="good"),

@@ -20,6 +20,10 @@ FAST_CASES = (
     "train: vit_tiny_digits:smoke: good workdir, different model.width",
     "eval: vit_tiny_digits:smoke: mesh larger than devices",
     "eval: no checkpoint in workdir",
+    "train: pathformer_demo:smoke: zero horizon",
+    "sample: no checkpoint in workdir",
+    "sample: a family without a sampler",
+    "sample: override without --config",
 )
 
 

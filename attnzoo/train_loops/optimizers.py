@@ -17,7 +17,7 @@ import ml_collections
 import optax
 
 OPTIMIZERS = ("adamw", "sgd", "muon")
-SCHEDULES = ("warmup_cosine", "constant")
+SCHEDULES = ("warmup_cosine", "constant", "one_cycle", "step_decay")
 
 
 def make_schedule(schedule: ml_collections.ConfigDict, peak: float, total_steps: int) -> Callable:

@@ -22,6 +22,13 @@ LOSSES = {"l1": lambda err: jnp.abs(err).mean(), "mse": lambda err: (err**2).mea
 class TimeSeriesFamily(Family):
     """Batches: `inputs` float32 `[b, T, C]`, `targets` float32 `[b, horizon, C]`."""
 
+    def __init__(self, config):
+        super().__init__(config)
+        if config.train.loss not in LOSSES:
+            raise ValueError(f"train.loss={config.train.loss!r}; choose one of {', '.join(LOSSES)}")
+        if not isinstance(config.data.horizon, int) or config.data.horizon < 1:
+            raise ValueError(f"data.horizon={config.data.horizon!r} must be an int >= 1")
+
     def build_model(self, *, rngs: nnx.Rngs) -> nnx.Module:
         info = data.dataset_info(self.config.data.name)
         if info["kind"] != "series":
@@ -35,8 +42,6 @@ class TimeSeriesFamily(Family):
     def loss(self, model, batch, rng):
         reseed_streams(model, rng)  # dropout and the router's gating noise
         loss_name = self.config.train.loss
-        if loss_name not in LOSSES:
-            raise ValueError(f"train.loss={loss_name!r}; choose one of {', '.join(LOSSES)}")
         pred, aux = model(batch["inputs"])
         err = pred - batch["targets"]
         return LOSSES[loss_name](err) + aux, {
