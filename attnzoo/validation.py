@@ -150,7 +150,8 @@ def identity(config: ml_collections.ConfigDict) -> dict:
 
 
 def _normalise(value):
-    return list(value) if isinstance(value, tuple | list) else value
+    """Nested tuples as lists, as the checkpoint's JSON config holds them."""
+    return json.loads(json.dumps(value))
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:

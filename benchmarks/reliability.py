@@ -149,9 +149,13 @@ def invocation_cases(bad_files: dict[str, str]) -> list[Case]:
     return cases
 
 
-def env(devices: int = 8) -> dict:
+def env(devices: int = 8, *, compile_cache: bool = True) -> dict:
+    """The CLIs' environment; without `compile_cache` they write no jax compilation cache
+    (where writes fail on purpose, its warning is not the run's)."""
     out = dict(os.environ)
     out.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    if not compile_cache:
+        out.pop("JAX_COMPILATION_CACHE_DIR", None)
     return out
 
 
@@ -159,7 +163,7 @@ def invoke(module: str, args: list[str], *, timeout: int = 600, preexec=None):
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
-        env=env(),
+        env=env(compile_cache=preexec is None),
         capture_output=True,
         text=True,
         timeout=timeout,
