@@ -27,6 +27,25 @@ TINY = {
         ),
         lambda rng: jnp.asarray(rng.standard_normal((2, 8, 8, 1)), jnp.float32),
     ),
+    "biformer_*": (
+        dict(
+            num_classes=5,
+            in_channels=1,
+            depths=(1, 1, 1, 1),
+            widths=(32, 32, 32, 32),
+            topks=(1, 2, 4, -2),
+            n_win=2,
+        ),
+        lambda rng: jnp.asarray(rng.standard_normal((2, 32, 32, 1)), jnp.float32),
+    ),
+    "pathformer": (
+        dict(input_len=16, horizon=4, channels=2, d_ff=8, patch_sizes=((4, 2),), k=2),
+        lambda rng: jnp.asarray(rng.standard_normal((2, 16, 2)), jnp.float32),
+    ),
+    "dlinear": (
+        dict(input_len=16, horizon=4, channels=2),
+        lambda rng: jnp.asarray(rng.standard_normal((2, 16, 2)), jnp.float32),
+    ),
 }
 
 
@@ -52,10 +71,12 @@ def test_forward_backward_every_param_gets_a_gradient(name):
     x = make_input(rng)
 
     def loss(model):
-        out = model(x)
-        return jnp.sum(out * jnp.asarray(rng.standard_normal(out.shape), out.dtype))
+        out, aux = model(x), 0.0
+        if isinstance(out, tuple):  # (prediction, auxiliary loss): forecasters
+            out, aux = out
+        return jnp.sum(out * jnp.asarray(rng.standard_normal(out.shape), out.dtype)) + aux
 
-    value, grads = nnx.value_and_grad(loss)(model)
+    value, grads = nnx.jit(nnx.value_and_grad(loss))(model)  # one compile, not op by op
     assert np.isfinite(float(value))
     flat = nnx.to_flat_state(grads)
     assert len(flat) == len(nnx.to_flat_state(params)) > 0
