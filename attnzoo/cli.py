@@ -90,11 +90,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     try:
         main(sys.argv[1:])
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _exit(f"error: {e}", 2)
     except TrainingInterrupted as e:
-        print(str(e), file=sys.stderr)
-        sys.exit(128 + e.signum)
+        _exit(str(e), 128 + e.signum)
     except (
         DataNotFoundError,
         NonFiniteLossError,
@@ -102,5 +100,13 @@ def run(main: Callable[[list[str]], None]) -> None:
         ValueError,
         NotImplementedError,  # e.g. a family without a sampler
     ) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _exit(f"error: {e}", 1)
+
+
+def _exit(message: str, code: int) -> None:
+    """Prints the one line and ends the process at once: the run's resources are closed by
+    now, and a library thread still winding down must not print after the message."""
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
