@@ -1,5 +1,6 @@
-"""Fixed position embeddings."""
+"""Position embeddings: fixed 2-D sin-cos tables and resampling of learned ones."""
 
+import jax
 import numpy as np
 
 
@@ -17,3 +18,24 @@ def sincos_2d(height: int, width: int, dim: int, *, temperature: float = 10_000.
     ay = y.reshape(-1)[:, None] * omega[None]
     table = np.concatenate([np.sin(ax), np.cos(ax), np.sin(ay), np.cos(ay)], axis=1)
     return table.astype(np.float32)
+
+
+def resample_2d(table: np.ndarray, old_grid: tuple[int, int], new_grid: tuple[int, int]):
+    """Learned 2-D position embeddings `[gh*gw, dim]` (row-major) resized bilinearly to
+    `[nh*nw, dim]`, half-pixel centres and no antialiasing (big_vision's `resample_posemb`
+    idea, PyTorch's `interpolate(mode="bilinear", align_corners=False)` arithmetic).
+    The identity when the grids are equal."""
+    table = np.asarray(table, np.float32)
+    if table.shape[0] != old_grid[0] * old_grid[1]:
+        raise ValueError(f"position table of {table.shape[0]} rows is not a {old_grid} grid")
+    grid = table.reshape(*old_grid, table.shape[-1])
+    out = jax.image.resize(grid, (*new_grid, table.shape[-1]), "bilinear", antialias=False)
+    return np.asarray(out).reshape(new_grid[0] * new_grid[1], table.shape[-1])
+
+
+def resample_1d(table: np.ndarray, new_len: int) -> np.ndarray:
+    """Learned sequence position embeddings `[n, dim]` linearly resized to `[new_len, dim]`
+    (half-pixel centres, no antialiasing); the identity at the same length."""
+    table = np.asarray(table, np.float32)
+    out = jax.image.resize(table, (new_len, table.shape[-1]), "linear", antialias=False)
+    return np.asarray(out)

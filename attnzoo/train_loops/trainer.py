@@ -60,6 +60,7 @@ class Trainer:
         self.tx, self.schedule = make_optimizer(config, config.train.steps)
         with self._context():
             model, optimizer = nnx.eval_shape(self._init_modules)
+            self.model_spec = getattr(model, "model_spec", "")  # rebuilds it from a checkpoint
             self.model_def, abstract_model = nnx.split(model)
             self.opt_def, abstract_opt = nnx.split(optimizer)
             self.abstract_state = {"model": abstract_model, "opt": abstract_opt}
@@ -183,7 +184,7 @@ class Trainer:
 
     def save(self, checkpointer: Checkpointer, step: int, state: dict, data_state: dict) -> None:
         """Checkpoints `state` and the data position at `step` (with the config)."""
-        meta = {"config": self.config.to_json(), "step": step}
+        meta = {"config": self.config.to_json(), "step": step, "model": self.model_spec}
         checkpointer.save(step, _to_pure(state), data_state, meta, force=True)
 
     def restore_or_init(self, checkpointer: Checkpointer, data_iter) -> tuple[dict, int]:
@@ -202,7 +203,8 @@ class Trainer:
             if jax.process_index() == 0:
                 print(
                     f"init_from {init_from.path}: loaded {len(report['loaded'])} params, "
-                    f"kept fresh init for {report['kept'] or 'none'}",
+                    f"resampled {report['resampled'] or 'none'}, "
+                    f"fresh init for {report['kept'] + report['reset'] or 'none'}",
                     flush=True,
                 )
         return state, 0

@@ -115,7 +115,7 @@ class Pathformer(nnx.Module):
         return gates
 
 
-@register("pathformer")
+@register("pathformer", classifier=r"^head/", posemb={r"/posemb$": "1d"})
 def pathformer(*, rngs: nnx.Rngs, **kwargs) -> Pathformer:
     """Pathformer; defaults are the official ETTh1 recipe (d 4, d_ff 64, 3 layers, k 3)."""
     return Pathformer(rngs=rngs, **kwargs)

@@ -227,4 +227,4 @@ def _preset(size: str):
 
 
 for _size in PRESETS:
-    register(f"biformer_{_size}")(_preset(_size))
+    register(f"biformer_{_size}", classifier=r"^head/")(_preset(_size))

@@ -36,6 +36,7 @@ class EncoderBlock(nnx.Module):
         mlp_dim: int,
         *,
         dropout: float,
+        mlp_activation: str = "gelu",
         attention_impl: str,
         record_weights: bool,
         dtype,
@@ -51,7 +52,9 @@ class EncoderBlock(nnx.Module):
             rngs=rngs,
         )
         self.norm2 = layer_norm(width, dtype=dtype, rngs=rngs)
-        self.mlp = Mlp(width, mlp_dim, dropout=dropout, dtype=dtype, rngs=rngs)
+        self.mlp = Mlp(
+            width, mlp_dim, activation=mlp_activation, dropout=dropout, dtype=dtype, rngs=rngs
+        )
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, mask=None, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -74,6 +77,7 @@ class ViT(nnx.Module):
         depth: int = 12,
         num_heads: int = 3,
         mlp_dim: int = 768,
+        mlp_activation: str = "gelu",
         pool: str = "tok",
         posemb: str = "learn",
         dropout: float = 0.0,
@@ -89,7 +93,8 @@ class ViT(nnx.Module):
     ):
         """`spa_*`: Select-and-Pack on blocks `spa_blocks` (0-based) with containers of
         `spa_container_len` tokens (default: two images' tokens), `spa_capacity`, `spa_tau`,
-        `spa_record` (see `SelectAndPack`)."""
+        `spa_record` (see `SelectAndPack`). `mlp_activation`: big_vision's tanh "gelu" or
+        timm's "gelu_exact"."""
         if pool not in ("tok", "gap"):
             raise ValueError(f"unknown pool {pool!r}; choose 'tok' (class token) or 'gap' (mean)")
         if posemb not in ("learn", "sincos2d"):
@@ -106,7 +111,7 @@ class ViT(nnx.Module):
                 f"patch_size={patch_size} does not divide image_size={tuple(image_size)}"
             )
         grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-        self.pool = pool
+        self.pool, self.grid = pool, grid
         self.stem = PatchEmbed(in_channels, width, patch_size, dtype=dtype, rngs=rngs)
         if posemb == "learn":
             init = nnx.initializers.normal(stddev=width**-0.5)
@@ -124,6 +129,7 @@ class ViT(nnx.Module):
             num_heads,
             mlp_dim,
             dropout=dropout,
+            mlp_activation=mlp_activation,
             attention_impl=attention_impl,
             record_weights=record_weights,
             dtype=dtype,
@@ -180,4 +186,4 @@ def _preset(size: str):
 
 
 for _size in PRESETS:
-    register(f"vit_{_size}")(_preset(_size))
+    register(f"vit_{_size}", classifier=r"^head/", posemb={r"^posemb$": "2d"})(_preset(_size))

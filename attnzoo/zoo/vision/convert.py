@@ -1,0 +1,167 @@
+"""Official ViT checkpoints -> attnzoo `ViT` params (every tensor mapped by name).
+
+timm (`VisionTransformer` state dict, `.safetensors`/`.pth`): conv patch embedding
+`[D, C, p, p]`, fused `qkv` `[3D, D]` rows ordered (q|k|v, head, head_dim), PyTorch
+`[out, in]` linears, a class token whose position embedding (row 0 of `pos_embed`) is
+folded into it (attnzoo adds position embeddings to the patch tokens only; adding a
+constant to a constant token is the same model), exact GELU. Class-token models only:
+timm's `fc_norm` (norm after pooling) has no attnzoo counterpart.
+
+big_vision (`.npz`, flax names `Transformer/encoderblock_i/...`, scanned or not): kernels
+already in attnzoo's layout; `pool_type` "tok" (a `cls` param) or "gap"; tanh GELU. MAP
+heads and `pre_logits` are refused as leftovers.
+"""
+
+import math
+
+import numpy as np
+
+from attnzoo.zoo.state_dict import StateDict, register_converter
+from attnzoo.zoo.vision.vit import PRESETS
+
+
+def _grid(n: int) -> int:
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ValueError(f"position table of {n} tokens is not a square grid")
+    return side
+
+
+@register_converter("vit_")
+def convert_vit(arch: str, sd: StateDict, *, num_heads: int | None = None):
+    """`(kwargs, params)` of a timm or big_vision ViT checkpoint for architecture `arch`;
+    `num_heads` defaults to the preset's (timm checkpoints do not record it)."""
+    if sd.has("patch_embed.proj.weight"):
+        return convert_timm_vit(sd, num_heads or PRESETS[arch.removeprefix("vit_")]["num_heads"])
+    if sd.has("embedding/kernel"):
+        return convert_big_vision_vit(sd)
+    raise ValueError("not a timm or big_vision ViT checkpoint (no patch embedding found)")
+
+
+def _linear(sd: StateDict, key: str, out_dim: int, in_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch `nn.Linear` -> (kernel `[in, out]`, bias `[out]`)."""
+    return sd.take(f"{key}.weight", (out_dim, in_dim)).T, sd.take(f"{key}.bias", (out_dim,))
+
+
+def convert_timm_vit(sd: StateDict, num_heads: int):
+    width, c, p, _ = sd.shape("patch_embed.proj.weight")
+    depth, mlp_dim = sd.count("blocks."), sd.shape("blocks.0.mlp.fc1.weight")[0]
+    if sd.has("fc_norm.weight"):
+        raise ValueError("timm ViTs with fc_norm (pooling before the norm) are not ported")
+    if width % num_heads:
+        raise ValueError(f"width {width} is not divisible by num_heads={num_heads}")
+    hd = width // num_heads
+    params = {
+        "stem/proj/kernel": sd.take("patch_embed.proj.weight")
+        .transpose(2, 3, 1, 0)
+        .reshape(p * p * c, width),
+        "stem/proj/bias": sd.take("patch_embed.proj.bias", (width,)),
+    }
+    pos = sd.take("pos_embed")[0]  # [1 + n, D] (class token first) or [n, D]
+    cls = sd.take("cls_token", (1, 1, width))
+    if math.isqrt(len(pos) - 1) ** 2 == len(pos) - 1:
+        cls, pos = cls + pos[None, :1], pos[1:]
+    params.update(cls=cls, posemb=pos)
+    for i in range(depth):
+        b, o = f"blocks.{i}.", f"blocks/{i}/"
+        for norm in ("norm1", "norm2"):
+            params[f"{o}{norm}/scale"] = sd.take(f"{b}{norm}.weight", (width,))
+            params[f"{o}{norm}/bias"] = sd.take(f"{b}{norm}.bias", (width,))
+        qkv = sd.take(f"{b}attn.qkv.weight", (3 * width, width)).reshape(3, num_heads, hd, width)
+        qkv_bias = sd.take(f"{b}attn.qkv.bias", (3 * width,)).reshape(3, num_heads, hd)
+        for j, name in enumerate(("query", "key", "value")):
+            params[f"{o}attn/{name}/kernel"] = qkv[j].transpose(2, 0, 1)  # [D, h, hd]
+            params[f"{o}attn/{name}/bias"] = qkv_bias[j]
+        kernel, bias = _linear(sd, f"{b}attn.proj", width, width)
+        params[f"{o}attn/out/kernel"] = kernel.reshape(num_heads, hd, width)
+        params[f"{o}attn/out/bias"] = bias
+        for fc, shape in (("fc1", (mlp_dim, width)), ("fc2", (width, mlp_dim))):
+            params[f"{o}mlp/{fc}/kernel"], params[f"{o}mlp/{fc}/bias"] = _linear(
+                sd, f"{b}mlp.{fc}", *shape
+            )
+    params["norm/scale"] = sd.take("norm.weight", (width,))
+    params["norm/bias"] = sd.take("norm.bias", (width,))
+    num_classes = sd.shape("head.weight")[0] if sd.has("head.weight") else 0
+    if num_classes:
+        params["head/kernel"], params["head/bias"] = _linear(sd, "head", num_classes, width)
+    side = _grid(len(pos))
+    kwargs = dict(
+        num_classes=num_classes,
+        image_size=[side * p, side * p],
+        in_channels=c,
+        patch_size=p,
+        width=width,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_dim=mlp_dim,
+        pool="tok",
+        posemb="learn",
+        mlp_activation="gelu_exact",
+    )
+    return kwargs, params
+
+
+def convert_big_vision_vit(sd: StateDict):
+    p, _, c, width = sd.shape("embedding/kernel")
+    scanned = sd.has("Transformer/encoderblock/LayerNorm_0/scale")
+    depth = (
+        sd.shape("Transformer/encoderblock/LayerNorm_0/scale")[0]
+        if scanned
+        else sd.count("Transformer/encoderblock_")
+    )
+    block0 = "Transformer/encoderblock" + ("" if scanned else "_0")
+    num_heads = sd.shape(f"{block0}/MultiHeadDotProductAttention_0/query/kernel")[-2]
+    mlp_dim = sd.shape(f"{block0}/MlpBlock_0/Dense_0/kernel")[-1]
+    stacked = {}
+
+    def block_param(i: int, name: str) -> np.ndarray:
+        if not scanned:
+            return sd.take(f"Transformer/encoderblock_{i}/{name}")
+        if name not in stacked:
+            stacked[name] = sd.take(f"Transformer/encoderblock/{name}")
+        return stacked[name][i]
+
+    params = {
+        "stem/proj/kernel": sd.take("embedding/kernel").reshape(p * p * c, width),
+        "stem/proj/bias": sd.take("embedding/bias", (width,)),
+        "posemb": sd.take("pos_embedding")[0],
+        "norm/scale": sd.take("Transformer/encoder_norm/scale", (width,)),
+        "norm/bias": sd.take("Transformer/encoder_norm/bias", (width,)),
+    }
+    pool = "tok" if sd.has("cls") else "gap"
+    if pool == "tok":
+        params["cls"] = sd.take("cls", (1, 1, width))
+    names = {
+        "norm1": "LayerNorm_0",
+        "norm2": "LayerNorm_1",
+        "mlp/fc1": "MlpBlock_0/Dense_0",
+        "mlp/fc2": "MlpBlock_0/Dense_1",
+        **{
+            f"attn/{n}": f"MultiHeadDotProductAttention_0/{n}"
+            for n in ("query", "key", "value", "out")
+        },
+    }
+    for i in range(depth):
+        for ours, theirs in names.items():
+            leaf = ("scale", "bias") if ours.startswith("norm") else ("kernel", "bias")
+            for name in leaf:
+                params[f"blocks/{i}/{ours}/{name}"] = block_param(i, f"{theirs}/{name}")
+    num_classes = sd.shape("head/kernel")[1] if sd.has("head/kernel") else 0
+    if num_classes:
+        params["head/kernel"] = sd.take("head/kernel", (width, num_classes))
+        params["head/bias"] = sd.take("head/bias", (num_classes,))
+    side = _grid(len(params["posemb"]))
+    kwargs = dict(
+        num_classes=int(num_classes),
+        image_size=[side * p, side * p],
+        in_channels=int(c),
+        patch_size=int(p),
+        width=int(width),
+        depth=int(depth),
+        num_heads=int(num_heads),
+        mlp_dim=int(mlp_dim),
+        pool=pool,
+        posemb="learn",
+        mlp_activation="gelu",
+    )
+    return kwargs, params
