@@ -83,9 +83,12 @@ def _checkpoint_spec(state_dir: str) -> dict | None:
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    """`{"a/b/kernel": array}` of a checkpoint's model state, without its RNG streams."""
     out = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
+        if key == "rngs":
+            continue
         if isinstance(value, dict):
             out.update(_flatten(value, name + "/"))
         else:

@@ -1,0 +1,39 @@
+"""Fine-tune ViT-tiny from Fashion-MNIST (28x28, 7x7 patches grid) to sklearn digits (8x8).
+
+    python -m attnzoo.train --config=vit_tiny_fmnist_to_digits --workdir=runs/ft_digits
+
+Starts from the tag `vit_tiny.fmnist_p4` (its file in `$ATTNZOO_CACHE/vit_tiny.fmnist_p4/`;
+produce it with `vit_tiny_fmnist_p4` + `python -m attnzoo.export`): the 4x4 patch stem and
+the encoder load as they are, the learned position table is resampled bilinearly from the
+7x7 to the 2x2 token grid, and the classifier is reset (`init_from.skip`). 60 steps of 128
+(5 epochs of the 1437 training digits) at AdamW 5e-4; `benchmarks/finetune.py` compares it
+with the same run from scratch. `:smoke` drops `init_from` (CI has no weights cache;
+tests/test_pretrained.py runs it from a tiny tag).
+"""
+
+from attnzoo.configs._common import TINY_VIT, base_config, with_variant
+from attnzoo.zoo.vision.vit import PRESETS
+
+
+def get_config(arg: str | None = None):
+    c = base_config()
+    c.family = "vision"
+    c.model.update(
+        name="vit_tiny", **PRESETS["tiny"], patch_size=4, pool="gap", posemb="learn", dropout=0.0
+    )
+    c.data.update(name="digits", augment=False)
+    c.optimizer.update(name="adamw", learning_rate=5e-4, weight_decay=0.05, clip_norm=1.0)
+    c.schedule.update(name="warmup_cosine", warmup_steps=6)
+    c.train.update(
+        steps=60,
+        batch_size=128,
+        eval_batch_size=360,
+        log_every=10,
+        eval_every=0,
+        checkpoint_every=60,
+        label_smoothing=0.0,
+    )
+    c.init_from.update(path="vit_tiny.fmnist_p4", skip=(r"^head/",))
+    if arg == "smoke":
+        c.init_from.path = ""
+    return with_variant(c, "vit_tiny_fmnist_to_digits", arg, smoke_model=TINY_VIT)

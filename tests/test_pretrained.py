@@ -1,0 +1,149 @@
+"""Weight registry, cache, download and shape adaptation of pretrained weights."""
+
+import dataclasses
+import functools
+import http.server
+import os
+import threading
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+import attnzoo
+from attnzoo.configs import load_config
+from attnzoo.layers.posemb import resample_1d, resample_2d
+from attnzoo.train_loops.checkpointing import Checkpointer
+from attnzoo.train_loops.trainer import Trainer
+from attnzoo.zoo import weights
+from attnzoo.zoo.hub import WeightsFileError
+from attnzoo.zoo.pretrained import read_weights
+from attnzoo.zoo.registry import model_spec
+from attnzoo.zoo.release import write_release
+
+TINY = dict(width=32, depth=1, num_heads=2, mlp_dim=64, patch_size=4, pool="gap")
+SOURCE = dict(num_classes=10, image_size=[28, 28], in_channels=1, **TINY)
+
+
+def _flat(model) -> dict[str, np.ndarray]:
+    state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    return {
+        "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+    }
+
+
+def _half_pixel_bilinear(grid: np.ndarray, out: int) -> np.ndarray:
+    """`[n, n, d] -> [out, out, d]` from the definition: sample at (i + 0.5) n/out - 0.5,
+    clamped to the edges, weights linear in the distance (PyTorch align_corners=False)."""
+    n = grid.shape[0]
+    pos = np.clip((np.arange(out) + 0.5) * n / out - 0.5, 0, n - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n - 1)
+    w = pos - lo
+    rows = grid[lo] * (1 - w)[:, None, None] + grid[hi] * w[:, None, None]
+    return rows[:, lo] * (1 - w)[None, :, None] + rows[:, hi] * w[None, :, None]
+
+
+def test_posemb_resampling_is_bilinear_and_the_identity_at_the_same_size():
+    table = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+    np.testing.assert_array_equal(resample_2d(table, (4, 4), (4, 4)), table)
+    np.testing.assert_array_equal(resample_1d(table, 16), table)
+    expected = _half_pixel_bilinear(table.reshape(4, 4, 6), 6).reshape(36, 6)
+    np.testing.assert_allclose(resample_2d(table, (4, 4), (6, 6)), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="not a \\(3, 3\\) grid"):
+        resample_2d(table, (3, 3), (2, 2))
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """A tiny Fashion-MNIST-shaped ViT written as a release, served on loopback HTTP."""
+    root = tmp_path_factory.mktemp("served")
+    model = attnzoo.create_model("vit_tiny", rngs=nnx.Rngs(1), **SOURCE)
+    params = _flat(model)
+    record = write_release(params, model_spec(model), str(root), "vit_tiny.tiny")
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    handler = functools.partial(quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"params": params, "record": record, "url": f"http://127.0.0.1:{server.server_port}"}
+    server.shutdown()
+
+
+@pytest.fixture
+def tag(release, tmp_path, monkeypatch):
+    """`vit_tiny.tiny` registered with a URL source and an empty cache."""
+    monkeypatch.setenv("ATTNZOO_CACHE", str(tmp_path / "cache"))
+    config = weights.WeightsConfig(
+        model="vit_tiny",
+        filename=release["record"]["file"],
+        sha256=release["record"]["sha256"],
+        kwargs=SOURCE,
+        source=f"{release['url']}/{release['record']['file']}",
+        input_size=(28, 28, 1),
+        num_classes=10,
+        classifier=r"^head/",
+    )
+    monkeypatch.setitem(weights._TAGS, "vit_tiny.tiny", config)
+    return config
+
+
+def test_tag_downloads_into_the_cache_and_loads(tag, release, tmp_path):
+    assert "vit_tiny.tiny" in attnzoo.list_models(pretrained=True)
+    assert "vit_tiny.tiny" in attnzoo.list_models("vit_*", pretrained=True)
+    model = attnzoo.create_model("vit_tiny.tiny", pretrained=True)
+    assert os.path.exists(tmp_path / "cache" / "vit_tiny.tiny" / tag.filename)
+    assert model_spec(model)["kwargs"] == SOURCE
+    got = _flat(model)
+    assert got.keys() == release["params"].keys()
+    for name, value in release["params"].items():
+        np.testing.assert_array_equal(got[name], value)
+    fresh = attnzoo.create_model("vit_tiny.tiny")  # architecture of the tag, no weights
+    assert fresh.grid == (7, 7) and not np.array_equal(_flat(fresh)["posemb"], got["posemb"])
+
+
+def test_overrides_reset_the_classifier_and_resample_the_posemb(tag, release):
+    model = attnzoo.create_model("vit_tiny.tiny", pretrained=True, num_classes=3, image_size=(8, 8))
+    got, src = _flat(model), release["params"]
+    assert got["head/kernel"].shape == (32, 3) and not got["head/kernel"].any()
+    np.testing.assert_allclose(got["posemb"], resample_2d(src["posemb"], (7, 7), (2, 2)))
+    np.testing.assert_array_equal(got["blocks/0/mlp/fc1/kernel"], src["blocks/0/mlp/fc1/kernel"])
+
+
+def test_corrupt_or_missing_file_is_one_line_naming_where_it_goes(tag, tmp_path, monkeypatch):
+    path = tmp_path / "cache" / "vit_tiny.tiny" / tag.filename
+    os.makedirs(path.parent)
+    path.write_bytes(b"not the weights")
+    with pytest.raises(WeightsFileError, match="is corrupt") as corrupt:
+        attnzoo.create_model("vit_tiny.tiny", pretrained=True)
+    assert "\n" not in str(corrupt.value) and str(path) in str(corrupt.value)
+    path.unlink()
+    monkeypatch.setitem(weights._TAGS, "vit_tiny.tiny", dataclasses.replace(tag, source=""))
+    with pytest.raises(WeightsFileError, match="not found: put") as missing:
+        attnzoo.create_model("vit_tiny.tiny", pretrained=True)
+    assert "\n" not in str(missing.value) and str(path) in str(missing.value)
+    with pytest.raises(ValueError, match="unknown pretrained tag 'vit_tiny.nope'; known: vit_tiny"):
+        attnzoo.create_model("vit_tiny.nope", pretrained=True)
+    with pytest.raises(ValueError, match="pretrained=True needs a tag"):
+        attnzoo.create_model("vit_tiny", pretrained=True)
+
+
+def test_finetune_config_loads_a_tag_and_its_run_rebuilds_without_shapes(tag, release, tmp_path):
+    config = load_config("vit_tiny_fmnist_to_digits:smoke")
+    config.init_from.path = "vit_tiny.tiny"
+    trainer = Trainer(config, str(tmp_path / "ft"))
+    checkpointer = Checkpointer(str(tmp_path / "ft"), every=1, keep=1)
+    data = iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
+    state, _ = trainer.restore_or_init(checkpointer, data)
+    checkpointer.close()
+    loaded, src = _flat(trainer.model(state["model"])), release["params"]
+    np.testing.assert_allclose(loaded["posemb"], resample_2d(src["posemb"], (7, 7), (2, 2)))
+    np.testing.assert_array_equal(loaded["stem/proj/kernel"], src["stem/proj/kernel"])
+    assert not loaded["head/kernel"].any()  # reset by init_from.skip
+
+    trainer.train()  # one step, one checkpoint
+    rebuilt = attnzoo.create_model("vit_tiny", pretrained=str(tmp_path / "ft"))
+    ckpt = read_weights(str(tmp_path / "ft")).params
+    assert {k: v.shape for k, v in _flat(rebuilt).items()} == {k: v.shape for k, v in ckpt.items()}
+    assert rebuilt.grid == (2, 2) and model_spec(rebuilt)["kwargs"]["in_channels"] == 1
