@@ -4,8 +4,9 @@
         --out=release
 
 Writes `OUT/NAME.safetensors` (params + model spec), `OUT/NAME.json` (spec, sha256, size,
-the run's final metrics) and records the file's line in `OUT/SHA256SUMS`. Register the file
-as a tag with `attnzoo.zoo.weights.register_weights` and the printed sha256.
+the run's final or `attnzoo.eval` test metrics) and records the file's line in
+`OUT/SHA256SUMS`. Register the file as a tag with `attnzoo.zoo.weights.register_weights`
+and the printed sha256.
 """
 
 import argparse
@@ -38,6 +39,29 @@ def run_spec(workdir: str) -> dict:
     return model_spec(nnx.eval_shape(lambda: family.build_model(rngs=nnx.Rngs(0))))
 
 
+def export_run(workdir: str, name: str, out: str) -> dict:
+    """Writes the release of the run in `workdir` as `out/name.*`; returns its JSON record."""
+    from attnzoo.zoo.pretrained import read_weights
+    from attnzoo.zoo.release import write_release
+
+    spec = run_spec(workdir)
+    if name.partition(".")[0] != spec["name"]:
+        raise ConfigError(f"--name={name!r} must start with {spec['name']!r}, the run's model")
+    metric = {}
+    for file in ("final_eval.json", "eval_test.json"):  # written by attnzoo.train / .eval
+        if os.path.exists(os.path.join(workdir, file)):
+            with open(os.path.join(workdir, file)) as f:
+                metric = json.load(f)
+            break
+    record = write_release(read_weights(workdir).params, {**spec, "metric": metric}, out, name)
+    sums = os.path.join(out, "SHA256SUMS")
+    lines = open(sums).read().splitlines() if os.path.exists(sums) else []
+    lines = [line for line in lines if not line.endswith(f"  {record['file']}")]
+    with open(sums, "w") as f:
+        f.write("\n".join([*lines, f"{record['sha256']}  {record['file']}"]) + "\n")
+    return record
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.error = cli.raise_config_error
@@ -45,23 +69,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--name", required=True, help="release name, e.g. vit_tiny.fmnist")
     parser.add_argument("--out", required=True, help="release folder")
     args = parser.parse_args(argv)
-    if not args.name.partition(".")[0]:
-        raise ConfigError(f"--name={args.name!r} must start with the architecture name")
-    from attnzoo.zoo.pretrained import read_weights
-    from attnzoo.zoo.release import write_release
-
-    spec = run_spec(args.workdir)
-    if args.name.partition(".")[0] != spec["name"]:
-        raise ConfigError(f"--name={args.name!r} must start with {spec['name']!r}, the run's model")
-    weights = read_weights(args.workdir)
-    final = os.path.join(args.workdir, "final_eval.json")
-    metric = json.load(open(final)) if os.path.exists(final) else {}
-    record = write_release(weights.params, {**spec, "metric": metric}, args.out, args.name)
-    sums = os.path.join(args.out, "SHA256SUMS")
-    lines = open(sums).read().splitlines() if os.path.exists(sums) else []
-    lines = [line for line in lines if not line.endswith(f"  {record['file']}")]
-    with open(sums, "w") as f:
-        f.write("\n".join([*lines, f"{record['sha256']}  {record['file']}"]) + "\n")
+    record = export_run(args.workdir, args.name, args.out)
     print(json.dumps({k: record[k] for k in ("file", "sha256", "bytes", "metric")}), flush=True)
 
 

@@ -18,7 +18,6 @@ from attnzoo.train_loops.checkpointing import Checkpointer
 from attnzoo.train_loops.trainer import Trainer
 from attnzoo.zoo import weights
 from attnzoo.zoo.hub import WeightsFileError
-from attnzoo.zoo.pretrained import read_weights
 from attnzoo.zoo.registry import model_spec
 from attnzoo.zoo.release import write_release
 
@@ -129,7 +128,8 @@ def test_corrupt_or_missing_file_is_one_line_naming_where_it_goes(tag, tmp_path,
         attnzoo.create_model("vit_tiny", pretrained=True)
 
 
-def test_finetune_config_loads_a_tag_and_its_run_rebuilds_without_shapes(tag, release, tmp_path):
+def test_finetune_config_loads_a_tag(tag, release, tmp_path):
+    """(The fine-tuned run is rebuilt from its workdir in tests/test_finetune_notebook.py.)"""
     config = load_config("vit_tiny_fmnist_to_digits:smoke")
     config.init_from.path = "vit_tiny.tiny"
     trainer = Trainer(config, str(tmp_path / "ft"))
@@ -141,9 +141,3 @@ def test_finetune_config_loads_a_tag_and_its_run_rebuilds_without_shapes(tag, re
     np.testing.assert_allclose(loaded["posemb"], resample_2d(src["posemb"], (7, 7), (2, 2)))
     np.testing.assert_array_equal(loaded["stem/proj/kernel"], src["stem/proj/kernel"])
     assert not loaded["head/kernel"].any()  # reset by init_from.skip
-
-    trainer.train()  # one step, one checkpoint
-    rebuilt = attnzoo.create_model("vit_tiny", pretrained=str(tmp_path / "ft"))
-    ckpt = read_weights(str(tmp_path / "ft")).params
-    assert {k: v.shape for k, v in _flat(rebuilt).items()} == {k: v.shape for k, v in ckpt.items()}
-    assert rebuilt.grid == (2, 2) and model_spec(rebuilt)["kwargs"]["in_channels"] == 1
