@@ -1,7 +1,7 @@
 """Convert an official checkpoint into an attnzoo release (`.safetensors` + JSON).
 
     python -m attnzoo.convert --model=vit_tiny --checkpoint=vit_tiny_patch16_224.safetensors \
-        --out=release [--name=vit_tiny.augreg_in21k] [--num_heads=3]
+        --out=release [--name=vit_tiny.augreg_in21k] [--set=num_heads=3 ...]
 
 Every official tensor is mapped by name with its shape checked; tensors left over or
 params missing make it fail. The release loads with
@@ -10,6 +10,7 @@ the printed sha256 (`attnzoo.zoo.weights.register_weights`).
 """
 
 import argparse
+import ast
 import importlib
 import importlib.util
 import json
@@ -17,6 +18,7 @@ import os
 import pkgutil
 
 from attnzoo import cli
+from attnzoo.configs import ConfigError
 
 
 def _import_converters() -> None:
@@ -61,11 +63,25 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--checkpoint", required=True, help=".safetensors, .npz, .pt or .pth")
     parser.add_argument("--out", required=True, help="release folder")
     parser.add_argument("--name", help="release name (default MODEL.<checkpoint file stem>)")
-    parser.add_argument("--num_heads", type=int, help="heads, when the checkpoint lacks them")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting the checkpoint does not record (num_heads=3, topks=(1,4,16,-2))",
+    )
     args = parser.parse_args(argv)
     from attnzoo.zoo.release import write_release
 
-    options = {"num_heads": args.num_heads} if args.num_heads else {}
+    options = {}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"--set={item!r} must read KEY=VALUE")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"--set={item!r}: {value!r} is not a Python literal") from None
     spec, params = convert(args.model, args.checkpoint, **options)
     stem = os.path.basename(args.checkpoint).rsplit(".", 1)[0].replace(".", "_")
     name = args.name or f"{args.model}.{stem}"

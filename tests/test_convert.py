@@ -205,7 +205,7 @@ def test_leftover_and_missing_tensors_are_refused(tmp_path):
 def test_convert_cli_writes_a_release_and_fails_in_one_line(tmp_path):
     save_file(timm_state(np.random.default_rng(3)), str(tmp_path / "t.safetensors"))
     args = ["--model=vit_tiny", f"--checkpoint={tmp_path / 't.safetensors'}", f"--out={tmp_path}"]
-    ok = cli("attnzoo.convert", *args, "--num_heads=2", "--name=vit_tiny.t", devices=1)
+    ok = cli("attnzoo.convert", *args, "--set=num_heads=2", "--name=vit_tiny.t", devices=1)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "vit_tiny.t.safetensors").exists() and (
         tmp_path / "vit_tiny.t.json"

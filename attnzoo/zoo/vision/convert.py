@@ -165,3 +165,102 @@ def convert_big_vision_vit(sd: StateDict):
         mlp_activation="gelu",
     )
     return kwargs, params
+
+
+def _conv(sd: StateDict, key: str, out_dim: int, in_per_group: int, k: int, *, bias=True):
+    """PyTorch `Conv2d` `[out, in/groups, k, k]` -> flax `[k, k, in/groups, out]` (+ bias)."""
+    kernel = sd.take(f"{key}.weight", (out_dim, in_per_group, k, k)).transpose(2, 3, 1, 0)
+    return {"kernel": kernel, **({"bias": sd.take(f"{key}.bias", (out_dim,))} if bias else {})}
+
+
+def _batch_norm(sd: StateDict, key: str, dim: int) -> dict:
+    """PyTorch `BatchNorm2d` -> flax `BatchNorm` (its step counter has no counterpart)."""
+    if sd.has(f"{key}.num_batches_tracked"):
+        sd.take(f"{key}.num_batches_tracked")
+    names = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+    return {ours: sd.take(f"{key}.{theirs}", (dim,)) for ours, theirs in names.items()}
+
+
+def _prefixed(prefix: str, tree: dict) -> dict:
+    return {f"{prefix}/{k}": v for k, v in tree.items()}
+
+
+@register_converter("biformer_")
+def convert_biformer(arch: str, sd: StateDict, **options):
+    """`(kwargs, params)` of an official BiFormer checkpoint (`models/biformer.py` with the
+    legacy `ops/bra_legacy.py` attention, the released ImageNet weights). Routing settings
+    the weights do not record (`topks`, `n_win`, `head_dim`, `stem_strides`) come from the
+    preset of `arch` or `options`; a stage is full attention (topk -2) exactly when its
+    checkpoint has `attn.proj` (AttentionLePE) rather than `attn.wo` (routing)."""
+    from attnzoo.zoo.vision.biformer import FULL_ATTENTION
+    from attnzoo.zoo.vision.biformer import PRESETS as BIFORMER
+
+    preset = {**BIFORMER.get(arch.removeprefix("biformer_"), {}), **options}
+    num_stages = sd.count("stages.")
+    depths = [sd.count(f"stages.{i}.") for i in range(num_stages)]
+    widths = [sd.shape(f"stages.{i}.0.norm1.weight")[0] for i in range(num_stages)]
+    topks = list(preset.get("topks", ()))
+    full = [sd.has(f"stages.{i}.0.attn.proj.weight") for i in range(num_stages)]
+    if len(topks) != num_stages or any((t == FULL_ATTENTION) != f for t, f in zip(topks, full)):
+        raise ValueError(
+            f"the checkpoint's {num_stages} stages (full attention: {full}) do not fit "
+            f"topks={tuple(topks)}; pass topks=... for this checkpoint"
+        )
+    in_channels = sd.shape("downsample_layers.0.0.weight")[1]
+    hidden = sd.shape("stages.0.0.mlp.0.weight")[0]
+    side = sd.shape("stages.0.0.attn.lepe.weight")[-1]
+    mid = widths[0] // 2
+    params = {
+        **_prefixed("stem_conv/conv", _conv(sd, "downsample_layers.0.0", mid, in_channels, 3)),
+        **_prefixed("stem_conv/norm", _batch_norm(sd, "downsample_layers.0.1", mid)),
+        **_prefixed("stem_out/conv", _conv(sd, "downsample_layers.0.3", widths[0], mid, 3)),
+        **_prefixed("stem_out/norm", _batch_norm(sd, "downsample_layers.0.4", widths[0])),
+        **_prefixed("norm", _batch_norm(sd, "norm", widths[-1])),
+    }
+    for i in range(1, num_stages):
+        w_in, w = widths[i - 1], widths[i]
+        params.update(
+            _prefixed(f"downsample/{i - 1}/conv", _conv(sd, f"downsample_layers.{i}.0", w, w_in, 3))
+        )
+        params.update(
+            _prefixed(f"downsample/{i - 1}/norm", _batch_norm(sd, f"downsample_layers.{i}.1", w))
+        )
+    for i, (depth, w) in enumerate(zip(depths, widths)):
+        mlp = hidden * w // widths[0]
+        for j in range(depth):
+            b, o = f"stages.{i}.{j}.", f"stages/{i}/{j}/"
+            params.update(_prefixed(o + "pos_embed", _conv(sd, b + "pos_embed", w, 1, 3)))
+            for norm in ("norm1", "norm2"):
+                params[f"{o}{norm}/scale"] = sd.take(f"{b}{norm}.weight", (w,))
+                params[f"{o}{norm}/bias"] = sd.take(f"{b}{norm}.bias", (w,))
+            params.update(_prefixed(o + "attn/lepe", _conv(sd, b + "attn.lepe", w, 1, side)))
+            if full[i]:
+                params[o + "attn/qkv/kernel"] = sd.take(b + "attn.qkv.weight", (3 * w, w)).T
+                params[o + "attn/proj/kernel"], params[o + "attn/proj/bias"] = _linear(
+                    sd, b + "attn.proj", w, w
+                )
+            else:  # qk_dim = dim in every released model
+                params[o + "attn/qkv/kernel"], params[o + "attn/qkv/bias"] = _linear(
+                    sd, b + "attn.qkv.qkv", 3 * w, w
+                )
+                params[o + "attn/out/kernel"], params[o + "attn/out/bias"] = _linear(
+                    sd, b + "attn.wo", w, w
+                )
+            params[o + "fc1/kernel"], params[o + "fc1/bias"] = _linear(sd, b + "mlp.0", mlp, w)
+            params[o + "fc2/kernel"], params[o + "fc2/bias"] = _linear(sd, b + "mlp.3", w, mlp)
+    num_classes = sd.shape("head.weight")[0] if sd.has("head.weight") else 0
+    if num_classes:
+        params["head/kernel"], params["head/bias"] = _linear(sd, "head", num_classes, widths[-1])
+    kwargs = dict(
+        num_classes=num_classes,
+        depths=depths,
+        widths=widths,
+        topks=topks,
+        in_channels=in_channels,
+        head_dim=preset.get("head_dim", 32),
+        n_win=preset.get("n_win", 7),
+        mlp_ratio=hidden // widths[0],
+        side_dwconv=side,
+        stem_strides=list(preset.get("stem_strides", (2, 2))),
+    )
+    return kwargs, params
