@@ -6,6 +6,7 @@ the CLI prints it as one line and exits with code 2.
 
 import json
 import math
+import os
 
 import jax
 import ml_collections
@@ -125,6 +126,30 @@ def _model(config) -> None:
         ) from None
 
 
+def _init_from(config) -> None:
+    """`init_from.path`: a pretrained tag (its file cached or fetchable), a `.safetensors`
+    release or a run's checkpoint directory."""
+    from attnzoo.zoo.hub import cache_dir
+    from attnzoo.zoo.weights import get_weights
+
+    path = config.get("init_from", {}).get("path", "")
+    if not path:
+        return
+    tags = list_models(pretrained=True)
+    if path in tags:
+        weights = get_weights(path)
+        cached = os.path.join(cache_dir(), path, weights.filename)
+        if not weights.source and not os.path.exists(cached):
+            raise ConfigError(
+                f"init_from.path={path}: weights not found: put {weights.filename} at {cached}"
+            )
+    elif not os.path.exists(os.path.expanduser(path)):
+        raise ConfigError(
+            f"init_from.path={path!r} is neither a pretrained tag ({', '.join(tags) or 'none'}) "
+            "nor an existing .safetensors file or run directory"
+        )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises `ConfigError` for the first problem; needs jax (and its devices) initialised."""
     _choice(config, "family", family_names())
@@ -137,6 +162,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _splits(config)
     _mesh(config)
     _model(config)
+    _init_from(config)
 
 
 def identity(config: ml_collections.ConfigDict) -> dict:

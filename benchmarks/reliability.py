@@ -55,6 +55,9 @@ FAMILY_CASES = {
     "biformer_tiny_fmnist:smoke": {
         "stage lists of different lengths": ["--config.model.depths=(1, 1, 1, 1)"],
     },
+    "vit_tiny_fmnist_to_digits:smoke": {
+        "unknown init_from source": ["--config.init_from.path=vit_tiny.nope"],
+    },
 }
 
 # overrides every config must refuse

@@ -1,3 +1,3 @@
 """Vision models."""
 
-from attnzoo.zoo.vision import biformer, vit  # noqa: F401
+from attnzoo.zoo.vision import biformer, vit, weights  # noqa: F401
