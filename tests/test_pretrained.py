@@ -12,10 +12,11 @@ import pytest
 from flax import nnx
 
 import attnzoo
-from attnzoo.configs import load_config
+from attnzoo.configs import ConfigError, load_config
 from attnzoo.layers.posemb import resample_1d, resample_2d
 from attnzoo.train_loops.checkpointing import Checkpointer
 from attnzoo.train_loops.trainer import Trainer
+from attnzoo.validation import validate
 from attnzoo.zoo import weights
 from attnzoo.zoo.hub import WeightsFileError
 from attnzoo.zoo.registry import model_spec
@@ -141,3 +142,16 @@ def test_finetune_config_loads_a_tag(tag, release, tmp_path):
     np.testing.assert_allclose(loaded["posemb"], resample_2d(src["posemb"], (7, 7), (2, 2)))
     np.testing.assert_array_equal(loaded["stem/proj/kernel"], src["stem/proj/kernel"])
     assert not loaded["head/kernel"].any()  # reset by init_from.skip
+
+
+def test_init_from_is_checked_before_anything_is_written(tag, tmp_path, monkeypatch):
+    config = load_config("vit_tiny_fmnist_to_digits:smoke")
+    for path in ("vit_tiny.nope", str(tmp_path / "nowhere")):
+        config.init_from.path = path
+        with pytest.raises(ConfigError, match="neither a pretrained tag"):
+            validate(config)
+    config.init_from.path = "vit_tiny.tiny"
+    validate(config)  # a URL source: fetched when loaded
+    monkeypatch.setitem(weights._TAGS, "vit_tiny.tiny", dataclasses.replace(tag, source=""))
+    with pytest.raises(ConfigError, match="weights not found: put vit_tiny.tiny.safetensors at"):
+        validate(config)
