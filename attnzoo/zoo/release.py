@@ -23,6 +23,7 @@ def write_release(params: dict[str, np.ndarray], spec: dict, out_dir: str, name:
     path = os.path.join(out_dir, f"{name}.safetensors")
     arrays = {k: np.ascontiguousarray(v) for k, v in params.items()}
     save_file(arrays, path, metadata={SPEC_KEY: json.dumps(spec, sort_keys=True)})
+    os.chmod(path, 0o644)  # safetensors writes 0600; a release is for everyone to read
     record = {
         **spec,
         "file": os.path.basename(path),
