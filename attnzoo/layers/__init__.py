@@ -23,12 +23,15 @@ from attnzoo.layers.masks import (
     Mask,
     Segments,
 )
+from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention
 from attnzoo.layers.mlp import Mlp
+from attnzoo.layers.moba import MobaAttention
 from attnzoo.layers.multi_head_attention import MultiHeadAttention
 from attnzoo.layers.norms import layer_norm, rms_norm
 from attnzoo.layers.patch_embed import PatchEmbed
 from attnzoo.layers.posemb import sincos_2d
 from attnzoo.layers.rope import apply_rope
+from attnzoo.layers.subsampled_attention import SubsampledAttention
 from attnzoo.layers.token_order import (
     from_window_first,
     to_window_first,
@@ -48,10 +51,13 @@ __all__ = [
     "LocalWindow1D",
     "LocalWindow2D",
     "Mask",
+    "MixtureOfHeadsAttention",
     "Mlp",
+    "MobaAttention",
     "MultiHeadAttention",
     "PatchEmbed",
     "Segments",
+    "SubsampledAttention",
     "apply_rope",
     "attend",
     "attention_kind",
