@@ -1,6 +1,6 @@
 """Shared NNX building blocks: the attention core (structured masks, `attend`,
 `MultiHeadAttention`, RoPE), the causal self-attention kinds (`attention_kind`), activations,
-norms, MLPs, patch and position embeddings."""
+norms, MLPs (incl. SwiGLU / PolyNorm gated), patch and position embeddings."""
 
 from attnzoo.layers.activations import gelu_tanh
 from attnzoo.layers.attention import attend, attention_weights
@@ -12,6 +12,7 @@ from attnzoo.layers.differential_attention import (
     GroupedDifferentialAttention,
     lambda_init,
 )
+from attnzoo.layers.gated_mlp import GatedMlp, PolyNorm
 from attnzoo.layers.masks import (
     And,
     BlockLists,
@@ -47,6 +48,7 @@ __all__ = [
     "CausalAttention",
     "Dense",
     "DifferentialAttention",
+    "GatedMlp",
     "GroupedDifferentialAttention",
     "LocalWindow1D",
     "LocalWindow2D",
@@ -56,6 +58,7 @@ __all__ = [
     "MobaAttention",
     "MultiHeadAttention",
     "PatchEmbed",
+    "PolyNorm",
     "Segments",
     "SubsampledAttention",
     "apply_rope",
