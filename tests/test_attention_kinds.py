@@ -20,6 +20,7 @@ OPTIONS = {  # tiny settings that exercise each kind's structure at T = 8
     "gda": {"noise_heads": 2},  # 2 groups of 2 signal heads
     "moba": {"block_size": 2, "top_k": 2},
     "moh": {"shared_heads": 1, "top_k": 2},
+    "mta": {"query_kernel": 3, "key_kernel": 3, "head_norm": True, "output_gate": True},
     "ssa": {"block_size": 2, "local_blocks": 1, "random_blocks": 1},
 }
 
@@ -40,7 +41,12 @@ def layer(kind, window=None, num_kv_heads=2):
 
 
 def make(kind, **kw):
-    return attention_kind(kind)(E, H, impl="xla", rngs=nnx.Rngs(0), **OPTIONS.get(kind, {}), **kw)
+    model = attention_kind(kind)(E, H, impl="xla", rngs=nnx.Rngs(0), **OPTIONS.get(kind, {}), **kw)
+    if kind == "mta":  # leave the identity init, so the convolution and head mix matter
+        rng = np.random.default_rng(2)
+        for p in (model.conv_kernel, model.head_mix):
+            p[...] = p[...] + jnp.asarray(0.3 * rng.standard_normal(p.shape), jnp.float32)
+    return model
 
 
 def test_unknown_kind_lists_valid_kinds():

@@ -1,5 +1,5 @@
-"""MoBA, MoH and SSA against their definitions (hand-worked selections, and their limits that
-reduce to plain attention)."""
+"""MoBA, MoH, SSA and MTA against their definitions (hand-worked selections, numpy, and the
+limits in which they reduce to plain attention)."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ from attnzoo.layers.causal_attention import CausalAttention
 from attnzoo.layers.masks import BlockSparse, Causal
 from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention, moh_gates
 from attnzoo.layers.moba import MobaAttention, moba_selection
+from attnzoo.layers.multi_token_attention import MultiTokenAttention
 from attnzoo.layers.subsampled_attention import SubsampledAttention, subsampled_blocks
 
 E, H, T = 32, 4, 8
@@ -111,3 +112,36 @@ def test_ssa_is_dense_at_eval_and_sparse_in_training():
     x = x_input()
     np.testing.assert_allclose(ssa(x), dense(x), atol=1e-5)
     assert np.abs(ssa(x, rng=jax.random.key(0)) - dense(x)).max() > 1e-3
+
+
+def test_mta_at_identity_init_is_plain_attention():
+    mta, dense = with_dense_params(MultiTokenAttention)
+    x = x_input()
+    np.testing.assert_allclose(mta(x), dense(x), atol=1e-5)
+
+
+def test_mta_convolution_and_head_mix_definition():
+    """One head pair, random kernels: logits zeroed where masked, conv with the query axis
+    padded above and the key axis on both sides, head mix, re-mask, softmax (numpy)."""
+    t, cq, ck = 5, 2, 3
+    layer = MultiTokenAttention(E, 2, query_kernel=cq, key_kernel=ck, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    kernel, mix = rng.standard_normal((2, cq, ck)), rng.standard_normal((2, 2))
+    layer.conv_kernel[...], layer.head_mix[...] = jnp.asarray(kernel), jnp.asarray(mix)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, t, 2, 16)), jnp.float32) for _ in range(3))
+    got = layer.attend_cached(q, k, v, x=None, offset=0, rng=None, decode=False)
+
+    causal = np.tril(np.ones((t, t), bool))
+    logits = np.einsum("thd,shd->hts", q[0], k[0]) / 4.0 * causal
+    padded = np.pad(logits, ((0, 0), (cq - 1, 0), (ck // 2, ck // 2)))
+    conv = np.zeros_like(logits)
+    for h in range(2):
+        for i in range(t):
+            for j in range(t):
+                conv[h, i, j] = np.sum(kernel[h] * padded[h, i : i + cq, j : j + ck])
+    mixed = np.einsum("gh,hts->gts", mix, conv)
+    mixed = np.where(causal, mixed, -np.inf)
+    probs = np.exp(mixed - mixed.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    want = np.einsum("hts,shd->thd", probs, v[0])
+    np.testing.assert_allclose(got[0], want, atol=1e-5)
