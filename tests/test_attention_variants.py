@@ -27,6 +27,9 @@ def x_input(t=T):
     return jnp.asarray(np.random.default_rng(1).standard_normal((2, t, E)), jnp.float32)
 
 
+forward = nnx.jit(lambda m, x: m(x))
+
+
 def with_dense_params(cls, **options):
     """A variant layer and a dense layer holding the same projections."""
     layer = cls(E, H, num_kv_heads=2, impl="xla", rngs=nnx.Rngs(0), **options)
@@ -56,7 +59,7 @@ def test_moba_selection_hand_worked():
 def test_moba_with_every_block_is_dense_causal():
     moba, dense = with_dense_params(MobaAttention, block_size=2, top_k=T)
     x = x_input()
-    np.testing.assert_allclose(moba(x), dense(x), atol=1e-5)
+    np.testing.assert_allclose(forward(moba, x), forward(dense, x), atol=1e-5)
 
 
 def test_moh_gates_definition():
@@ -85,17 +88,14 @@ def test_moh_with_every_head_on_is_dense_multi_head():
         router.kernel[...] = jnp.zeros_like(router.kernel[...])
     x = x_input()
 
-    @nnx.capture(nnx.Intermediate)
-    def forward(m, x):
-        return m(x)
-
-    out, inter = forward(moh, x)
-    np.testing.assert_allclose(out, dense(x), atol=1e-5)
+    out, inter = nnx.jit(nnx.capture(lambda m, x: m(x), nnx.Intermediate))(moh, x)
+    np.testing.assert_allclose(out, forward(dense, x), atol=1e-5)
     np.testing.assert_allclose(inter["aux_loss"][0], 0.01 * 3 * 3 * (1 / 3), rtol=1e-5)
 
 
 def test_ssa_blocks_are_local_plus_random_older():
-    blocks = np.asarray(subsampled_blocks(jax.random.key(0), 3, 2, 6, 2, 2))  # [b, h, nb, 4]
+    draw = jax.jit(subsampled_blocks, static_argnums=(1, 2, 3, 4, 5))
+    blocks = np.asarray(draw(jax.random.key(0), 3, 2, 6, 2, 2))  # [b, h, nb, 4]
     for n in range(6):
         row = blocks[:, :, n]
         np.testing.assert_array_equal(row[..., 0], n)  # own block
@@ -110,14 +110,16 @@ def test_ssa_blocks_are_local_plus_random_older():
 def test_ssa_is_dense_at_eval_and_sparse_in_training():
     ssa, dense = with_dense_params(SubsampledAttention, block_size=2, local_blocks=1)
     x = x_input()
-    np.testing.assert_allclose(ssa(x), dense(x), atol=1e-5)
-    assert np.abs(ssa(x, rng=jax.random.key(0)) - dense(x)).max() > 1e-3
+    want = forward(dense, x)
+    np.testing.assert_allclose(forward(ssa, x), want, atol=1e-5)
+    train = nnx.jit(lambda m, x, rng: m(x, rng=rng))(ssa, x, jax.random.key(0))
+    assert np.abs(train - want).max() > 1e-3
 
 
 def test_mta_at_identity_init_is_plain_attention():
     mta, dense = with_dense_params(MultiTokenAttention)
     x = x_input()
-    np.testing.assert_allclose(mta(x), dense(x), atol=1e-5)
+    np.testing.assert_allclose(forward(mta, x), forward(dense, x), atol=1e-5)
 
 
 def test_mta_convolution_and_head_mix_definition():
