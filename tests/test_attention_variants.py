@@ -62,6 +62,17 @@ def test_moba_with_every_block_is_dense_causal():
     np.testing.assert_allclose(forward(moba, x), forward(dense, x), atol=1e-5)
 
 
+def test_moba_query_chunks_match_one_pass():
+    chunked = MobaAttention(E, H, block_size=2, top_k=2, query_chunk=2, rngs=nnx.Rngs(0))
+    whole = MobaAttention(E, H, block_size=2, top_k=2, query_chunk=T, rngs=nnx.Rngs(0))
+    x = x_input()
+    loss = nnx.jit(lambda m, x: jnp.sum(m(x) ** 2))
+    np.testing.assert_allclose(loss(chunked, x), loss(whole, x), rtol=1e-5)
+    g_chunked = nnx.jit(nnx.grad(loss))(chunked, x)
+    g_whole = nnx.jit(nnx.grad(loss))(whole, x)
+    np.testing.assert_allclose(g_chunked.query.kernel[...], g_whole.query.kernel[...], atol=1e-5)
+
+
 def test_moh_gates_definition():
     rng = np.random.default_rng(0)
     s, r, m = (rng.standard_normal((5, n)) for n in (2, 4, 2))
