@@ -23,7 +23,7 @@ from flax import nnx
 
 from attnzoo.layers.attention import attend
 from attnzoo.layers.masks import Causal, LocalWindow1D, Mask
-from attnzoo.layers.multi_head_attention import _check_cache_room
+from attnzoo.layers.multi_head_attention import check_cache_room
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["CausalAttention", "capturing", "gqa_owners", "max_logits"]
@@ -182,7 +182,7 @@ class CausalAttention(nnx.Module):
             if not hasattr(self, "cache_index"):
                 raise ValueError("decode=True needs a cache: call init_cache(batch, max_len)")
             offset = self.cache_index[...]
-            _check_cache_room(offset, t, self.cached_key.shape[1])
+            check_cache_room(offset, t, self.cached_key.shape[1])
         if positions is None:
             positions = offset + jnp.arange(t, dtype=jnp.int32)
         q = apply_rope(self.query(x), positions, base=self.rope_base)  # [b, t, hq, d]

@@ -46,7 +46,6 @@ class GatedMlp(nnx.Module):
     def __init__(self, features: int, hidden: int, *, gate: str = "swiglu", rngs: nnx.Rngs):
         if gate not in GATES:
             raise ValueError(f"unknown MLP gate {gate!r}; choose one of {', '.join(GATES)}")
-        self.gate_kind = gate
         self.gate = dense(features, hidden, ("embed", "mlp"), use_bias=False, rngs=rngs)
         self.up = dense(features, hidden, ("embed", "mlp"), use_bias=False, rngs=rngs)
         self.down = dense(hidden, features, ("mlp", "embed"), use_bias=False, rngs=rngs)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.causal_attention import CausalAttention, capturing
+from attnzoo.layers.mlp import dense
 
 __all__ = ["MixtureOfHeadsAttention", "moh_gates"]
 
@@ -56,9 +57,13 @@ class MixtureOfHeadsAttention(CausalAttention):
         self.shared_heads, self.top_k, self.balance_weight = shared_heads, top_k, balance_weight
         super().__init__(in_features, num_heads, **kw)
         rngs = kw["rngs"]
-        self.shared_router = nnx.Linear(in_features, shared_heads, use_bias=False, rngs=rngs)
-        self.routed_router = nnx.Linear(in_features, routed, use_bias=False, rngs=rngs)
-        self.mix_router = nnx.Linear(in_features, 2, use_bias=False, rngs=rngs)
+
+        def router(heads):  # kernel [e, heads]
+            return dense(in_features, heads, ("embed", None), use_bias=False, rngs=rngs)
+
+        self.shared_router = router(shared_heads)
+        self.routed_router = router(routed)
+        self.mix_router = router(2)
 
     def attend_cached(self, q, k, v, *, x, offset, rng, decode):
         xf = x.astype(jnp.float32)

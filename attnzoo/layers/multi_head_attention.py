@@ -18,10 +18,10 @@ from attnzoo.layers.attention import attend, attention_weights
 from attnzoo.layers.masks import Causal, Mask
 from attnzoo.layers.rope import apply_rope
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "check_cache_room"]
 
 
-def _check_cache_room(index: jax.Array, t: int, max_length: int) -> None:
+def check_cache_room(index: jax.Array, t: int, max_length: int) -> None:
     """Raises when writing ``t`` tokens at ``index`` would run past the cache's end
     (``dynamic_update_slice`` would clamp the write and overwrite earlier slots)."""
 
@@ -205,7 +205,7 @@ class MultiHeadAttention(nnx.Module):
             if not hasattr(self, "cache_index"):
                 raise ValueError("decode=True needs a cache: call init_cache(batch, max_len)")
             index = self.cache_index[...]  # scalar int32
-            _check_cache_room(index, t, self.cached_key.shape[1])
+            check_cache_room(index, t, self.cached_key.shape[1])
             if positions is None:
                 positions = index + jnp.arange(t, dtype=jnp.int32)
         elif positions is None:

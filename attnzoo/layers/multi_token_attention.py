@@ -20,10 +20,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.causal_attention import CausalAttention
+from attnzoo.pallas_kernels.tiles import MASK_VALUE
 
 __all__ = ["MultiTokenAttention"]
-
-_NEG = -1e30
 
 
 class MultiTokenAttention(CausalAttention):
@@ -89,7 +88,7 @@ class MultiTokenAttention(CausalAttention):
             dimension_numbers=("NCHW", "OIHW", "NCHW"),
         )  # [b, h, t, s]
         logits = jnp.einsum("gh,bhts->bgts", self.head_mix[...], logits)
-        probs = jax.nn.softmax(jnp.where(allowed[:, :, pad:], logits, _NEG), axis=-1)
+        probs = jax.nn.softmax(jnp.where(allowed[:, :, pad:], logits, MASK_VALUE), axis=-1)
         vg = jnp.repeat(v.astype(jnp.float32), h // hkv, axis=2)  # [b, s, h, dv]
         out = jnp.einsum("bhts,bshd->bthd", probs, vg).astype(v.dtype)  # [b, t, h, dv]
         if self.head_norm is not None:
