@@ -157,3 +157,52 @@ def test_family_sample_draws_predicted_scanpaths(nus, model, tmp_path):
     assert names == [f"scanpath_{first:03d}.png", f"scanpath_{first:03d}.json"]
     assert len(written) == 4 and all(os.path.getsize(p) > 0 for p in written)
     assert data.dataset_info("nus_scene")["kind"] == "scanpath"
+
+
+@pytest.fixture(scope="module")
+def oat():
+    model = get_family(load_config("oat_nus:smoke")).build_model(rngs=nnx.Rngs(0))
+    model.eval()
+    return model
+
+
+def test_oat_cross_entropy_covers_regions_then_the_end(oat):
+    images = jnp.zeros((2, 128, 128, 3))
+    fix = jnp.asarray([[[0.1, 0.1, 200], [0.9, 0.6, 300], [0, 0, 0]]] * 2, jnp.float32)
+    valid = jnp.array([[True, True, False], [True, False, False]])
+    terms, weight, logp = nnx.jit(
+        lambda m, x, f, v: (*m.nll(x, f, v), jax.nn.log_softmax(m(x, f)))
+    )(oat, images, fix, valid)
+    np.testing.assert_array_equal(weight, [[1, 1, 1, 0], [1, 1, 0, 0]])
+    # (0.1, 0.1) is cell 0 and (0.9, 0.6) cell 2·4 + 3 = 11 of the 4 × 4 grid.
+    np.testing.assert_array_equal(oat.regions(fix[0, :2]), [0, 11])
+    want = -np.array([logp[0, 0, 0], logp[0, 1, 11], logp[0, 2, oat.end_token]])
+    np.testing.assert_allclose(terms["nll"][0, :3], want, rtol=1e-5)
+
+
+def test_oat_sampling_and_beam_search(oat):
+    images = jnp.asarray(np.random.default_rng(0).normal(size=(3, 128, 128, 3)), jnp.float32)
+    fix, valid = nnx.jit(lambda m, x, k: m.sample(x, k, budget_ms=0.0, max_len=16))(
+        oat, images, jax.random.key(0)
+    )
+    assert (np.asarray(valid)[:, :-1] >= np.asarray(valid)[:, 1:]).all()  # a prefix
+    np.testing.assert_allclose(np.asarray(fix[..., :2]) * 4 % 1, 0.5, atol=1e-6)  # centres
+
+    @nnx.jit
+    def searches(m, x):
+        def log_lik(fixations, valid):
+            terms, weight = m.nll(x, fixations, valid)
+            return -(terms["nll"] * weight).sum(-1)
+
+        greedy, beam = (
+            m.beam_search(x, beam_size=1, max_len=5),
+            m.beam_search(x, beam_size=4, max_len=5),
+        )
+        return greedy, m(x, greedy[0]).argmax(-1), log_lik(*greedy), log_lik(*beam)
+
+    (g_fix, g_valid), steps, g_lik, b_lik = jax.tree.map(np.asarray, searches(oat, images))
+    n = g_valid.sum(-1)
+    for i in range(3):  # greedy: every kept step is the argmax, then the end (or full)
+        np.testing.assert_array_equal(steps[i, : n[i]], np.asarray(oat.regions(g_fix[i]))[: n[i]])
+        assert n[i] == 5 or steps[i, n[i]] == oat.end_token
+    assert (b_lik >= g_lik - 1e-4).all()

@@ -1,9 +1,10 @@
 """Gaze scanpaths: point-process NLL per fixation; sampling draws predicted scanpaths.
 
-Models take `(images [b, S, S, 3], fixations [b, L, 3])` and give per-fixation
-`log_likelihood -> (log p(duration), log p(position))`, each `[b, L]`, and
-`sample(images, key, budget_ms=, max_len=) -> (fixations, valid)`.
-`config.data`: `name` (a scanpath dataset); the loss averages over real fixations.
+Models give `nll(images [b, S, S, 3], fixations [b, L, 3], valid [b, L]) -> (terms,
+weight)`: per-step NLL terms `{name: [b, T]}` (the loss is `terms["nll"]`) averaged with
+`weight [b, T]`; and `sample(images, key, budget_ms=, max_len=) -> (fixations, valid)`.
+`config.data.name`: a scanpath dataset; `config.sample.beam_size > 0` decodes by beam
+search instead (models with `beam_search`, e.g. OAT).
 """
 
 import json
@@ -26,16 +27,12 @@ from attnzoo.train_loops.family import Family, model_kwargs, reseed_streams
 from attnzoo.zoo.registry import create_model
 
 
-def fixation_nll(model, batch: dict, weight: jax.Array) -> dict[str, tuple[jax.Array, jax.Array]]:
-    """`{"nll", "duration_nll", "position_nll"}` as `(sum, count)` over fixations with
-    `weight [b, L]` (1 on counted fixations)."""
-    log_d, log_p = model.log_likelihood(batch["image"], batch["fixations"])
-    count = weight.sum()
-    return {
-        "nll": (-((log_d + log_p) * weight).sum(), count),
-        "duration_nll": (-(log_d * weight).sum(), count),
-        "position_nll": (-(log_p * weight).sum(), count),
-    }
+def nll_sums(model, batch: dict, example_mask: jax.Array) -> dict[str, tuple]:
+    """The model's NLL terms as `(sum, count)` over the weighted steps of the examples
+    where `example_mask [b]` is True."""
+    terms, weight = model.nll(batch["image"], batch["fixations"], batch["valid"])
+    weight = (weight & example_mask[:, None]).astype(jnp.float32)
+    return {name: ((value * weight).sum(), weight.sum()) for name, value in terms.items()}
 
 
 class GazeFamily(Family):
@@ -55,13 +52,12 @@ class GazeFamily(Family):
 
     def loss(self, model, batch, rng):
         reseed_streams(model, rng)  # dropout
-        terms = fixation_nll(model, batch, batch["valid"].astype(jnp.float32))
-        mean = {k: s / jnp.maximum(c, 1.0) for k, (s, c) in terms.items()}
+        sums = nll_sums(model, batch, jnp.ones(batch["valid"].shape[0], bool))
+        mean = {k: s / jnp.maximum(c, 1.0) for k, (s, c) in sums.items()}
         return mean.pop("nll"), mean
 
     def eval_metrics(self, model, batch):
-        weight = batch["valid"] & batch["mask"][:, None]
-        return fixation_nll(model, batch, weight.astype(jnp.float32))
+        return nll_sums(model, batch, batch["mask"])
 
     def make_dataset(self, split: str, *, train: bool, process_index: int, process_count: int):
         config = self.config
@@ -80,10 +76,19 @@ class GazeFamily(Family):
 
     def predict(self, model, images: np.ndarray, seed: int) -> list[np.ndarray]:
         """One predicted scanpath per uint8 image `[n, S, S, 3]`: `[k, 3]` `(x, y, ms)` in
-        [0, 1] image-side units, drawn until the training fixation-time budget is used."""
+        [0, 1] image-side units, sampled with the training fixation-time budget (or the
+        best of a beam search)."""
         info = data.dataset_info(self.config.data.name)
         budget = viewing_budget_ms(self._records(self.config.data.train_split))
-        draw = nnx.jit(lambda m, x, k: m.sample(x, k, budget_ms=budget, max_len=info["max_len"]))
+        beam = self.config.get("sample", {}).get("beam_size", 0)
+        if beam:
+            draw = nnx.jit(
+                lambda m, x, k: m.beam_search(x, beam_size=beam, max_len=info["max_len"])
+            )
+        else:
+            draw = nnx.jit(
+                lambda m, x, k: m.sample(x, k, budget_ms=budget, max_len=info["max_len"])
+            )
         fixations, valid = draw(model, normalize_images(images), jax.random.key(seed))
         return [f[v] for f, v in zip(np.asarray(fixations), np.asarray(valid))]
 

@@ -165,14 +165,16 @@ class TPPGaze(nnx.Module):
         h = nnx.gelu(self.hidden(jnp.concatenate([h, jnp.broadcast_to(image, h.shape)], -1)))
         return self.duration_head(h), self.position_head(h)
 
-    def log_likelihood(self, images, fixations) -> tuple[jax.Array, jax.Array]:
-        """Per-fixation `(log p(duration in s), log p(x, y))`, each `[b, L]`."""
+    def nll(self, images, fixations, valid) -> tuple[dict, jax.Array]:
+        """Per-fixation point-process NLL `{"nll", "duration_nll", "position_nll"}`, each
+        `[b, L]` (duration density in 1/s, position density in 1/image-side²), and its
+        weight `valid [b, L]`."""
         duration_params, position_params = self(images, fixations)
         seconds = jnp.maximum(fixations[..., 2], 1.0) / 1000.0
-        return (
-            mixtures.lognormal_mixture_logpdf(duration_params, seconds),
-            mixtures.gaussian2d_mixture_logpdf(position_params, fixations[..., :2]),
-        )
+        log_d = mixtures.lognormal_mixture_logpdf(duration_params, seconds)
+        log_p = mixtures.gaussian2d_mixture_logpdf(position_params, fixations[..., :2])
+        terms = {"nll": -(log_d + log_p), "duration_nll": -log_d, "position_nll": -log_p}
+        return terms, valid
 
     def sample(self, images, key: jax.Array, *, budget_ms: float, max_len: int):
         """Scanpaths `[b, max_len, 3]` `(x, y, duration_ms)` and `valid [b, max_len]`:
