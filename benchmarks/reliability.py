@@ -55,6 +55,15 @@ FAMILY_CASES = {
     "biformer_tiny_fmnist:smoke": {
         "stage lists of different lengths": ["--config.model.depths=(1, 1, 1, 1)"],
     },
+    "tppgaze_nus:smoke": {
+        "patch not dividing image": ["--config.model.patch_size=48"],
+        "no position components": ["--config.model.position_components=0"],
+        "not a scanpath dataset": ["--config.data.name=digits"],
+    },
+    "oat_nus:smoke": {
+        "no decoder layer": ["--config.model.decoder_depth=0"],
+        "negative beam": ["--config.sample.beam_size=-1"],
+    },
 }
 
 # overrides every config must refuse

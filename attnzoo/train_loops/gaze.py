@@ -38,6 +38,12 @@ def nll_sums(model, batch: dict, example_mask: jax.Array) -> dict[str, tuple]:
 class GazeFamily(Family):
     """Batches: see `attnzoo.data.scanpaths` (`image`, `fixations`, `valid`, ...)."""
 
+    def __init__(self, config):
+        super().__init__(config)
+        beam = config.get("sample", {}).get("beam_size", 0)
+        if isinstance(beam, bool) or not isinstance(beam, int) or beam < 0:
+            raise ValueError(f"sample.beam_size={beam!r} must be an int >= 0 (0: sampling)")
+
     def _records(self, split: str) -> dict:
         return load_split(
             self.config.data.name, split, data_dir=self.config.data.get("data_dir") or None

@@ -4,10 +4,12 @@ Heads output raw parameters; these functions give log-densities (for the point-p
 NLL) and samples. Units: durations in seconds, positions in [0, 1] image-side fractions.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-LOG_2PI = jnp.log(2 * jnp.pi)
+LOG_2PI = math.log(2 * math.pi)  # a Python float: the module may load under a trace
 
 
 def lognormal_mixture_logpdf(params: jax.Array, duration: jax.Array) -> jax.Array:

@@ -59,6 +59,8 @@ class OAT(nnx.Module):
         attention_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
+        if decoder_depth < 1 or fixation_ms <= 0:
+            raise ValueError(f"decoder_depth={decoder_depth} must be >= 1, fixation_ms > 0")
         self.encoder = ViT(
             num_classes=0,
             image_size=(image_size, image_size),

@@ -73,6 +73,14 @@ class TPPGaze(nnx.Module):
         attention_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
+        for name, value in dict(
+            duration_components=duration_components,
+            position_components=position_components,
+            feature_channels=feature_channels,
+            num_layers=num_layers,
+        ).items():
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
         self.backbone = ViT(
             num_classes=0,
             image_size=(image_size, image_size),
