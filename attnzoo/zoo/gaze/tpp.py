@@ -166,18 +166,20 @@ class TPPGaze(nnx.Module):
         )
         return h.swapaxes(0, 1)  # [b, L, d]
 
-    def __call__(self, images: jax.Array, fixations: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Mixture parameters `([b, L, 3K_d], [b, L, 5K_p])` of every fixation."""
+    def __call__(self, images: jax.Array, fixations: jax.Array) -> jax.Array:
+        """Mixture parameters `[b, L, 3K_d + 5K_p]` (duration's, then position's) of every
+        fixation."""
         image = self.encode_image(images)[:, None]  # [b, 1, d]
         h = self.history(fixations)
         h = nnx.gelu(self.hidden(jnp.concatenate([h, jnp.broadcast_to(image, h.shape)], -1)))
-        return self.duration_head(h), self.position_head(h)
+        return jnp.concatenate([self.duration_head(h), self.position_head(h)], -1)
 
     def nll(self, images, fixations, valid) -> tuple[dict, jax.Array]:
         """Per-fixation point-process NLL `{"nll", "duration_nll", "position_nll"}`, each
         `[b, L]` (duration density in 1/s, position density in 1/image-side²), and its
         weight `valid [b, L]`."""
-        duration_params, position_params = self(images, fixations)
+        params = self(images, fixations)
+        duration_params, position_params = jnp.split(params, [self.duration_head.out_features], -1)
         seconds = jnp.maximum(fixations[..., 2], 1.0) / 1000.0
         log_d = mixtures.lognormal_mixture_logpdf(duration_params, seconds)
         log_p = mixtures.gaussian2d_mixture_logpdf(position_params, fixations[..., :2])
