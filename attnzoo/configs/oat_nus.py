@@ -12,15 +12,13 @@ validation NLL; sampling by default, beam search with `sample.beam_size > 0`. Ne
 accelerator for the full run; benchmarks/README.md has what was measured.
 """
 
-from attnzoo.configs._common import base_config, with_variant
+from attnzoo.configs._gaze import gaze_config
 
 SMOKE_OAT = dict(patch_size=32, width=16, encoder_depth=1, decoder_depth=1, num_heads=2, mlp_dim=32)
 
 
 def get_config(arg: str | None = None):
-    c = base_config()
-    c.family = "gaze"
-    c.model.update(
+    model = dict(
         name="oat",
         patch_size=16,
         width=192,
@@ -31,18 +29,4 @@ def get_config(arg: str | None = None):
         fixation_ms=300.0,
         dropout=0.1,
     )
-    c.data.update(name="nus_scene", eval_split="test")
-    c.optimizer.update(name="adamw", learning_rate=3e-4, weight_decay=0.01, clip_norm=1.0)
-    c.schedule.update(name="warmup_cosine", warmup_steps=100)
-    c.train.update(
-        steps=2000,
-        batch_size=64,
-        eval_batch_size=256,
-        log_every=50,
-        eval_every=200,
-        checkpoint_every=200,
-        keep_checkpoints=1,
-    )
-    c.select.update(split="val", metric="nll", mode="min", patience=0)
-    c.sample = {"beam_size": 0}
-    return with_variant(c, "oat_nus", arg, smoke_model=SMOKE_OAT)
+    return gaze_config("oat_nus", arg, model, SMOKE_OAT)

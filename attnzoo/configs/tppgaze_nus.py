@@ -11,7 +11,7 @@ scanpaths), best checkpoint by validation NLL. Needs an accelerator for the full
 (hours on 2 CPU cores); benchmarks/README.md has what was measured.
 """
 
-from attnzoo.configs._common import base_config, with_variant
+from attnzoo.configs._gaze import gaze_config
 
 SMOKE_TPP = dict(
     patch_size=32,
@@ -28,9 +28,7 @@ SMOKE_TPP = dict(
 
 
 def get_config(arg: str | None = None):
-    c = base_config()
-    c.family = "gaze"
-    c.model.update(
+    model = dict(
         name="tppgaze",
         patch_size=16,
         backbone_width=192,
@@ -45,17 +43,4 @@ def get_config(arg: str | None = None):
         position_components=16,
         dropout=0.1,
     )
-    c.data.update(name="nus_scene", eval_split="test")
-    c.optimizer.update(name="adamw", learning_rate=3e-4, weight_decay=0.01, clip_norm=1.0)
-    c.schedule.update(name="warmup_cosine", warmup_steps=100)
-    c.train.update(
-        steps=2000,
-        batch_size=64,
-        eval_batch_size=256,
-        log_every=50,
-        eval_every=200,
-        checkpoint_every=200,
-        keep_checkpoints=1,
-    )
-    c.select.update(split="val", metric="nll", mode="min", patience=0)
-    return with_variant(c, "tppgaze_nus", arg, smoke_model=SMOKE_TPP)
+    return gaze_config("tppgaze_nus", arg, model, SMOKE_TPP)

@@ -87,6 +87,10 @@ class GazeFamily(Family):
         info = data.dataset_info(self.config.data.name)
         budget = viewing_budget_ms(self._records(self.config.data.train_split))
         beam = self.config.get("sample", {}).get("beam_size", 0)
+        if beam and not hasattr(model, "beam_search"):
+            raise ValueError(
+                f"sample.beam_size={beam}: {self.config.model.name} has no beam search"
+            )
         if beam:
             draw = nnx.jit(
                 lambda m, x, k: m.beam_search(x, beam_size=beam, max_len=info["max_len"])
