@@ -30,18 +30,14 @@ def needleman_wunsch(a, b, substitution: np.ndarray, gap: float = 0.0) -> float:
     """Best global-alignment score of symbol sequences `a`, `b` (ints) under
     `substitution[sa, sb]` and a linear `gap` score per gap (Needleman & Wunsch 1970)."""
     n, m = len(a), len(b)
-    score = np.zeros((n + 1, m + 1))
-    score[:, 0] = gap * np.arange(n + 1)
-    score[0, :] = gap * np.arange(m + 1)
-    sub = substitution[np.ix_(np.asarray(a, int), np.asarray(b, int))] if n and m else None
+    sub = substitution[np.ix_(np.asarray(a, int), np.asarray(b, int))]
+    steps = gap * np.arange(m + 1)
+    row = steps.astype(float)  # score[0, :]
     for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            score[i, j] = max(
-                score[i - 1, j - 1] + sub[i - 1, j - 1],
-                score[i - 1, j] + gap,
-                score[i, j - 1] + gap,
-            )
-    return float(score[n, m])
+        # Best without a final horizontal gap, then score[i, j] = max_k (that[k] + gap (j - k)).
+        that = np.concatenate([[gap * i], np.maximum(row[:-1] + sub[i - 1], row[1:] + gap)])
+        row = steps + np.maximum.accumulate(that - steps)
+    return float(row[m])
 
 
 def scanmatch_substitution(cols: int, rows: int, threshold: float) -> np.ndarray:
@@ -100,14 +96,14 @@ def sequence_score(a, b) -> float:
 def string_edit_distance(a, b) -> int:
     """Levenshtein distance (unit insertions, deletions, substitutions) of two symbol
     sequences; for scanpaths the symbols are `grid_cells(path, size, 5, 5)`."""
-    previous = np.arange(len(b) + 1)
+    b = np.asarray(b)
+    steps = np.arange(len(b) + 1)
+    row = steps  # distances from the empty prefix of `a`
     for i, sa in enumerate(a, start=1):
-        current = np.empty_like(previous)
-        current[0] = i
-        for j, sb in enumerate(b, start=1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (sa != sb))
-        previous = current
-    return int(previous[-1])
+        # Best without a final insertion, then d[i, j] = min_k (that[k] + (j - k)).
+        that = np.concatenate([[i], np.minimum(row[:-1] + (b != sa), row[1:] + 1)])
+        row = steps + np.minimum.accumulate(that - steps)
+    return int(row[-1])
 
 
 def dtw(a: np.ndarray, b: np.ndarray) -> float:
