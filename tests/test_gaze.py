@@ -1,6 +1,7 @@
 """Gaze family: NUS data and its errors, mixture densities, causal history, sampling
-within the viewing time, baselines, and `attnzoo.sample` on a one-step run."""
+within the viewing time, baselines, OAT's cross-entropy, sampling and beam search."""
 
+import json
 import os
 
 import jax
@@ -37,6 +38,7 @@ def model():
 
 
 def test_nus_split_by_image_with_normalised_padded_scanpaths(nus):
+    assert data.dataset_info("nus_scene")["splits"] == {"train": 400, "val": 50, "test": 50}
     images = [set(nus[s]["index"].tolist()) for s in ("train", "val", "test")]
     assert [len(i) for i in images] == [400, 50, 50]
     assert set.union(*images) == set(range(500))
@@ -99,14 +101,15 @@ def test_mixture_densities_integrate_to_one():
         [rng.normal(size=4), -1.4 + rng.normal(size=4), -0.5 + 0.3 * rng.normal(size=4)]
     )
     log_d = jnp.linspace(-12.0, 8.0, 4001)  # integrate p(d) dd = p(e^u) e^u du
-    dens = jnp.exp(mixtures.lognormal_mixture_logpdf(duration_params, jnp.exp(log_d)) + log_d)
+    log_pdf = jax.jit(mixtures.lognormal_mixture_logpdf)  # one compile, not op by op
+    dens = jnp.exp(log_pdf(duration_params, jnp.exp(log_d)) + log_d)
     assert float(jnp.trapezoid(dens, log_d)) == pytest.approx(1.0, abs=1e-4)
     position_params = jnp.concatenate(
         [rng.normal(size=3), rng.normal(size=6), -1.5 + 0.3 * rng.normal(size=6)]
     )
     axis = jnp.linspace(-2.0, 3.0, 501)
     xy = jnp.stack(jnp.meshgrid(axis, axis, indexing="ij"), -1)
-    dens = jnp.exp(mixtures.gaussian2d_mixture_logpdf(position_params, xy))
+    dens = jnp.exp(jax.jit(mixtures.gaussian2d_mixture_logpdf)(position_params, xy))
     total = jnp.trapezoid(jnp.trapezoid(dens, axis, axis=1), axis)
     assert float(total) == pytest.approx(1.0, abs=1e-4)
 
@@ -119,19 +122,6 @@ def test_history_encoder_is_causal(model):
     # Row t sees fixations < t: rows 0..3 are unchanged, rows 4, 5 change.
     np.testing.assert_allclose(before[0, :4], after[0, :4], atol=1e-6)
     assert np.abs(np.asarray(before[0, 4:] - after[0, 4:])).min() > 0
-
-
-def test_sampling_respects_the_viewing_time(model):
-    images = jnp.asarray(np.random.default_rng(0).normal(size=(4, 128, 128, 3)), jnp.float32)
-    budget = 900.0
-    fix, valid = nnx.jit(lambda m, x, k: m.sample(x, k, budget_ms=budget, max_len=12))(
-        model, images, jax.random.key(1)
-    )
-    fix, valid = np.asarray(fix), np.asarray(valid)
-    onsets = np.cumsum(fix[..., 2], -1) - fix[..., 2]
-    assert (onsets[valid] < budget).all() and (onsets[~valid] >= budget).all()
-    assert (valid.sum(1) >= 1).all() and (valid[:, :-1] >= valid[:, 1:]).all()  # a prefix
-    assert ((fix[..., :2] >= 0) & (fix[..., :2] <= 1)).all()
 
 
 def test_baselines_sample_until_the_budget(nus):
@@ -150,13 +140,24 @@ def test_baselines_sample_until_the_budget(nus):
     np.testing.assert_allclose(draws.mean(0), uv.mean(0), atol=0.02)
 
 
-def test_family_sample_draws_predicted_scanpaths(nus, model, tmp_path):
-    written = get_family(CONFIG).sample(model, str(tmp_path), split="test", num=2)
+def test_sampled_scanpaths_respect_the_viewing_time(nus, model, tmp_path):
+    """`attnzoo.sample`'s `Family.sample`: PNGs and JSON of TPP-Gaze scanpaths, each drawn
+    until the training scanpaths' mean fixation time is used up."""
+    written = get_family(CONFIG).sample(model, str(tmp_path), split="test", num=3)
     first = nus["test"]["index"][0] + 1
     names = [os.path.basename(p) for p in written[:2]]
     assert names == [f"scanpath_{first:03d}.png", f"scanpath_{first:03d}.json"]
-    assert len(written) == 4 and all(os.path.getsize(p) > 0 for p in written)
-    assert data.dataset_info("nus_scene")["kind"] == "scanpath"
+    assert len(written) == 6 and all(os.path.getsize(p) > 0 for p in written)
+    budget = baselines.viewing_budget_ms(nus["train"])
+    for i, path in enumerate(written[1::2]):
+        with open(path) as f:
+            fixations = np.array(json.load(f)["xy_ms"])
+        onsets = np.cumsum(fixations[:, 2]) - fixations[:, 2]
+        assert (onsets < budget).all()  # every fixation starts within the time
+        assert fixations[:, 2].sum() >= budget or len(fixations) == nus_scene.MAX_LEN
+        assert (fixations[:, :2] >= 0).all() and (
+            fixations[:, :2] <= nus["test"]["size"][i].max()
+        ).all()
 
 
 @pytest.fixture(scope="module")
