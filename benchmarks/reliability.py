@@ -58,6 +58,15 @@ FAMILY_CASES = {
     "vit_tiny_fmnist_to_digits:smoke": {
         "unknown init_from source": ["--config.init_from.path=vit_tiny.nope"],
     },
+    "tppgaze_nus:smoke": {
+        "patch not dividing image": ["--config.model.patch_size=48"],
+        "no position components": ["--config.model.position_components=0"],
+        "not a scanpath dataset": ["--config.data.name=digits"],
+    },
+    "oat_nus:smoke": {
+        "no decoder layer": ["--config.model.decoder_depth=0"],
+        "negative beam": ["--config.sample.beam_size=-1"],
+    },
 }
 
 # overrides every config must refuse

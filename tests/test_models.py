@@ -12,6 +12,14 @@ from flax import nnx
 
 import attnzoo
 
+
+def _gaze_input(rng):
+    """Gaze models take (images, fixations `(x, y, duration_ms)`)."""
+    images = jnp.asarray(rng.standard_normal((2, 16, 16, 3)), jnp.float32)
+    fixations = rng.uniform(0, 1, (2, 4, 3)) * [1, 1, 500] + [0, 0, 50]
+    return images, jnp.asarray(fixations, jnp.float32)
+
+
 # glob of model names -> (tiny kwargs, input builder(rng))
 TINY = {
     "vit_*": (
@@ -46,6 +54,34 @@ TINY = {
         dict(input_len=16, horizon=4, channels=2),
         lambda rng: jnp.asarray(rng.standard_normal((2, 16, 2)), jnp.float32),
     ),
+    "tppgaze": (
+        dict(
+            image_size=16,
+            patch_size=8,
+            backbone_width=16,
+            backbone_depth=1,
+            backbone_heads=2,
+            feature_channels=4,
+            d_model=16,
+            num_layers=1,
+            num_heads=2,
+            mlp_dim=32,
+            position_components=4,
+        ),
+        _gaze_input,
+    ),
+    "oat": (
+        dict(
+            image_size=16,
+            patch_size=8,
+            width=16,
+            encoder_depth=1,
+            decoder_depth=1,
+            num_heads=2,
+            mlp_dim=32,
+        ),
+        _gaze_input,
+    ),
 }
 
 
@@ -71,7 +107,7 @@ def test_forward_backward_every_param_gets_a_gradient(name):
     x = make_input(rng)
 
     def loss(model):
-        out, aux = model(x), 0.0
+        out, aux = (model(*x) if isinstance(x, tuple) else model(x)), 0.0
         if isinstance(out, tuple):  # (prediction, auxiliary loss): forecasters
             out, aux = out
         return jnp.sum(out * jnp.asarray(rng.standard_normal(out.shape), out.dtype)) + aux

@@ -90,3 +90,28 @@ def test_timeseries_notebook_runs(tmp_path):
     assert "seasonal_naive: MSE" in outputs and "chosen patch sizes" in outputs
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the forecasts and the router's gates
+
+
+def test_gaze_notebook_runs(tmp_path):
+    if not os.environ.get("ATTNZOO_DATA_DIR"):
+        pytest.skip("needs the NUS data: set ATTNZOO_DATA_DIR (CI sets ../shared/data)")
+    nb = nbformat.read(os.path.join(REPO, "colab", "gaze.ipynb"), as_version=4)
+    params = next(c for c in nb.cells if c.cell_type == "code" and "STEPS =" in c.source)
+    params.source = (
+        f'STEPS = 2\nWORKDIR = r"{tmp_path / "run"}"\nIMAGES = 2\n'
+        'OVERRIDES = {"model.patch_size": "32", "model.backbone_width": "16", '
+        '"model.backbone_depth": "1", "model.backbone_heads": "2", "model.feature_channels": "4", '
+        '"model.d_model": "16", "model.num_layers": "1", "model.num_heads": "2", '
+        '"model.mlp_dim": "32", "model.position_components": "4", "train.batch_size": "16", '
+        '"train.eval_batch_size": "64", "data.eval_split": "test[:4]", "select.split": "val[:4]"}'
+    )
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert "test metrics of the best checkpoint:" in outputs
+    assert "TPP-Gaze: ScanMatch" in outputs and "centre bias: ScanMatch" in outputs
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 1

@@ -2,7 +2,8 @@
 
 A data module (`attnzoo/data/<dataset>.py`) declares `SPECS = (DatasetSpec(...), ...)`; the
 registry discovers them. The kind-specific facts live in `facts`: `ImageFacts` for image
-classification, `SeriesFacts` for multivariate time series (other kinds add their own).
+classification, `SeriesFacts` for multivariate time series, `ScanpathFacts` for eye-tracking
+scanpaths (other kinds add their own).
 """
 
 from __future__ import annotations
@@ -60,6 +61,23 @@ class SeriesFacts:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScanpathFacts:
+    """Free-viewing scanpaths: one record per image with every viewer's fixations.
+
+    Attributes:
+      image_size: side S of the stored square images (resized, aspect kept, padded).
+      viewers: scanpath slots per image (empty slots have length 0).
+      max_len: fixation slots per scanpath (padded; a mask marks the real ones).
+      viewing_ms: how long each image was shown.
+    """
+
+    image_size: int
+    viewers: int
+    max_len: int
+    viewing_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset.
 
@@ -67,17 +85,18 @@ class DatasetSpec:
       name: registry name.
       builder_cls: TFDS builder writing array_record files (features depend on the kind).
       splits: split name → number of stored records.
-      facts: `ImageFacts` or `SeriesFacts`.
+      facts: `ImageFacts`, `SeriesFacts` or `ScanpathFacts`.
       raw_subdir: folder of the raw files under `$ATTNZOO_DATA_DIR` (None: embedded data).
     """
 
     name: str
     builder_cls: type[tfds.core.GeneratorBasedBuilder]
     splits: Mapping[str, int]
-    facts: ImageFacts | SeriesFacts
+    facts: ImageFacts | SeriesFacts | ScanpathFacts
     raw_subdir: str | None = None
 
     @property
     def kind(self) -> str:
-        """ "image" or "series"."""
-        return {ImageFacts: "image", SeriesFacts: "series"}[type(self.facts)]
+        """ "image", "series" or "scanpath"."""
+        kinds = {ImageFacts: "image", SeriesFacts: "series", ScanpathFacts: "scanpath"}
+        return kinds[type(self.facts)]

@@ -158,9 +158,10 @@ class ViT(nnx.Module):
                 width, num_classes, ("embed", "classes"), kernel_init=zeros, dtype=dtype, rngs=rngs
             )
 
-    def features(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """Pooled, normalised representation `[b, width]`; `rngs`: the step's random
-        streams (dropout, Gumbel selection), default the layers' own."""
+    def tokens(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Normalised tokens `[b, (1 +) gh * gw, width]` (the class token first with
+        pool="tok"); `rngs`: the step's random streams (dropout, Gumbel selection),
+        default the layers' own."""
         x = self.stem(images)  # [b, gh, gw, width]
         b, gh, gw, width = x.shape
         x = x.reshape(b, gh * gw, width) + self.posemb[...]  # [b, n, width]
@@ -169,7 +170,11 @@ class ViT(nnx.Module):
         x = self.dropout(x, rngs=rngs)
         for block in self.blocks:
             x = block(x, rngs=rngs)
-        x = self.norm(x)
+        return self.norm(x)
+
+    def features(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """Pooled, normalised representation `[b, width]` (see `tokens`)."""
+        x = self.tokens(images, rngs=rngs)
         return x[:, 0] if self.pool == "tok" else x.mean(axis=1)
 
     def __call__(self, images: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
