@@ -2,7 +2,8 @@
 
 A data module (`attnzoo/data/<dataset>.py`) declares `SPECS = (DatasetSpec(...), ...)`; the
 registry discovers them. The kind-specific facts live in `facts`: `ImageFacts` for image
-classification, `SeriesFacts` for multivariate time series (other kinds add their own).
+classification, `SeriesFacts` for multivariate time series, `TextFacts` for text (other
+kinds add their own).
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ class SeriesFacts:
 
 
 @dataclasses.dataclass(frozen=True)
+class TextFacts:
+    """UTF-8 text stored as fixed-size byte chunks (see `text_builder`).
+
+    Attributes:
+      split_bytes: split name → bytes of its text (the split's records hold exactly these).
+      chunk_bytes: bytes per stored record (the last record of a split is zero-padded).
+    """
+
+    split_bytes: Mapping[str, int]
+    chunk_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset.
 
@@ -67,17 +81,17 @@ class DatasetSpec:
       name: registry name.
       builder_cls: TFDS builder writing array_record files (features depend on the kind).
       splits: split name → number of stored records.
-      facts: `ImageFacts` or `SeriesFacts`.
+      facts: `ImageFacts`, `SeriesFacts` or `TextFacts`.
       raw_subdir: folder of the raw files under `$ATTNZOO_DATA_DIR` (None: embedded data).
     """
 
     name: str
     builder_cls: type[tfds.core.GeneratorBasedBuilder]
     splits: Mapping[str, int]
-    facts: ImageFacts | SeriesFacts
+    facts: ImageFacts | SeriesFacts | TextFacts
     raw_subdir: str | None = None
 
     @property
     def kind(self) -> str:
-        """ "image" or "series"."""
-        return {ImageFacts: "image", SeriesFacts: "series"}[type(self.facts)]
+        """ "image", "series" or "text"."""
+        return {ImageFacts: "image", SeriesFacts: "series", TextFacts: "text"}[type(self.facts)]

@@ -1,0 +1,21 @@
+"""Dense byte-level LM on Python's own help topics (`pydoc_data`): no download needed.
+
+    python -m attnzoo.train --config=lm_tiny_pydoc --workdir=runs/lm_tiny_pydoc
+    python -m attnzoo.sample --workdir=runs/lm_tiny_pydoc --prompt="The for statement"
+
+`lm_nano` (width 64, 2 layers) over 128 bytes, 300 steps of 32: a few minutes on 2 CPU
+cores; the quick demo of the language family.
+"""
+
+from attnzoo.configs._language import finish, language_config
+
+
+def get_config(arg: str | None = None):
+    c = language_config(
+        "pydoc_text",
+        model=dict(name="lm_nano", attention="dense", mlp="gelu", tie_embeddings=True),
+        context_len=128,
+        steps=300,
+        batch=32,
+    )
+    return finish(c, "lm_tiny_pydoc", arg)

@@ -1,0 +1,22 @@
+"""Dense byte-level LM on tiny-shakespeare: the language family's baseline.
+
+    python -m attnzoo.train --config=lm_tiny_shakespeare --workdir=runs/lm_tiny_shakespeare
+    python -m attnzoo.sample --workdir=runs/lm_tiny_shakespeare --prompt="ROMEO:"
+
+`lm_tiny` (width 128, 4 layers, 4 query / 2 kv heads, GELU MLP, tied embeddings) over 256
+bytes of context, AdamW, 2000 steps of 32 sequences; validation loss / perplexity / bits
+per byte on the last 10% of the text. benchmarks/README.md has the measured figures.
+"""
+
+from attnzoo.configs._language import finish, language_config
+
+
+def get_config(arg: str | None = None):
+    c = language_config(
+        "tinyshakespeare",
+        model=dict(name="lm_tiny", attention="dense", mlp="gelu", tie_embeddings=True),
+        context_len=256,
+        steps=2000,
+        batch=32,
+    )
+    return finish(c, "lm_tiny_shakespeare", arg)
