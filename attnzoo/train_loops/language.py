@@ -166,14 +166,15 @@ class LanguageFamily(Family):
         split: str,
         num: int,
         prompt: str | None = None,
-        max_new_tokens: int = 200,
+        max_new_tokens: int | None = None,
         temperature: float = 0.8,
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
     ) -> list[str]:
         """`num` continuations of `prompt` (default: the first 32 tokens of `num` evenly
-        spaced sequences of `split`), generated with the KV cache; one text file each."""
+        spaced sequences of `split`), generated with the KV cache up to `max_new_tokens`
+        (default: to the end of the context); one text file each."""
         tokenizer, context = self.tokenizer, self.config.data.context_len
         if prompt is not None:
             ids = np.repeat(tokenizer.encode(prompt)[None], num, axis=0)
@@ -187,6 +188,12 @@ class LanguageFamily(Family):
             ids = np.stack([rows[i] for i in np.linspace(0, len(rows) - 1, num).astype(int)])
         if ids.shape[1] == 0:
             raise ValueError("the prompt is empty: give at least one character")
+        if ids.shape[1] >= context:
+            raise ValueError(
+                f"the prompt is {ids.shape[1]} tokens long: the model's context is {context} "
+                "tokens (the prompt plus at least one new token); shorten the prompt"
+            )
+        max_new_tokens = max_new_tokens or context - ids.shape[1]
         if ids.shape[1] + max_new_tokens > context:
             raise ValueError(
                 f"prompt of {ids.shape[1]} tokens + --max_new_tokens={max_new_tokens} exceeds "
