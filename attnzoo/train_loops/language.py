@@ -21,6 +21,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from attnzoo import data
+from attnzoo.data.pipeline import parse_split
 from attnzoo.data.text_pipeline import make_text_dataset, split_text
 from attnzoo.data.tokenizer import KINDS, TOKENIZER_FILE, BpeTokenizer, ByteTokenizer
 from attnzoo.train_loops.checkpointing import latest_meta
@@ -58,6 +60,24 @@ class LanguageFamily(Family):
             raise ValueError(f"data.context_len={context!r} must be an int >= 1")
         if cfg.get("tokenizer") == "bpe" and not 256 < cfg.get("vocab_size", 0):
             raise ValueError(f"data.vocab_size={cfg.get('vocab_size')!r} must exceed 256 for bpe")
+        self._check_context(cfg)
+
+    @staticmethod
+    def _check_context(cfg) -> None:
+        """With bytes, every split must hold a sequence of `context_len + 1` tokens."""
+        info = data.dataset_info(cfg.name)
+        if info["kind"] != "text":
+            raise ValueError(f"data.name={cfg.name!r} is a {info['kind']} dataset, not text")
+        if cfg.get("tokenizer", "byte") != "byte":
+            return
+        for key in ("train_split", "eval_split"):
+            split = parse_split(cfg[key])[0]
+            size = info["split_bytes"].get(split, 0)
+            if 0 < size <= cfg.context_len:
+                raise ValueError(
+                    f"data.context_len={cfg.context_len} leaves no sequence in {cfg.name}[{split}] "
+                    f"({size} bytes); lower it"
+                )
 
     @property
     def vocab_size(self) -> int:
