@@ -8,12 +8,15 @@ cores; the quick demo of the language family.
 """
 
 from attnzoo.configs._language import finish, language_config
+from attnzoo.zoo.language.presets import SIZES
 
 
 def get_config(arg: str | None = None):
     c = language_config(
         "pydoc_text",
-        model=dict(name="lm_nano", attention="dense", mlp="gelu", tie_embeddings=True),
+        model=dict(
+            name="lm_nano", **SIZES["nano"], attention="dense", mlp="gelu", tie_embeddings=True
+        ),
         context_len=128,
         steps=300,
         batch=32,

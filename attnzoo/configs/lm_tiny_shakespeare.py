@@ -9,12 +9,15 @@ per byte on the last 10% of the text. benchmarks/README.md has the measured figu
 """
 
 from attnzoo.configs._language import finish, language_config
+from attnzoo.zoo.language.presets import SIZES
 
 
 def get_config(arg: str | None = None):
     c = language_config(
         "tinyshakespeare",
-        model=dict(name="lm_tiny", attention="dense", mlp="gelu", tie_embeddings=True),
+        model=dict(
+            name="lm_tiny", **SIZES["tiny"], attention="dense", mlp="gelu", tie_embeddings=True
+        ),
         context_len=256,
         steps=2000,
         batch=32,

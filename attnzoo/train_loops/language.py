@@ -67,7 +67,9 @@ class LanguageFamily(Family):
         """With bytes, every split must hold a sequence of `context_len + 1` tokens."""
         info = data.dataset_info(cfg.name)
         if info["kind"] != "text":
-            raise ValueError(f"data.name={cfg.name!r} is a {info['kind']} dataset, not text")
+            raise ValueError(
+                f"data.name={cfg.name!r} is not a text dataset (it holds {info['kind']} data)"
+            )
         if cfg.get("tokenizer", "byte") != "byte":
             return
         for key in ("train_split", "eval_split"):
