@@ -144,7 +144,7 @@ def test_unknown_attention_kind_is_named(smoke_config):
 
     config = smoke_config.copy_and_resolve_references()
     config.model.attention = "dens"
-    with pytest.raises(ConfigError, match="unknown attention kind 'dens'; choose one of"):
+    with pytest.raises(ConfigError, match="unknown attention kind 'dens'"):
         validate(config)
 
 
