@@ -261,3 +261,16 @@ def test_traced_causal_offset():
         dense, lists = f(jnp.int32(offset))
         np.testing.assert_array_equal(dense[0, 0], np_causal(t, s, offset))
         assert_block_lists_match(lists, dense, bq, bk)
+
+
+def test_local_window_traced_offset_matches_static():
+    """A traced offset (a KV-cache index) gives the static offset's mask and covering lists."""
+    for offset in (0, 5, 13):
+        static = Causal(offset) & LocalWindow1D(3, 1, offset)
+        traced = jax.jit(lambda o: Causal(o) & LocalWindow1D(3, 1, o))(offset)
+        np.testing.assert_array_equal(traced.materialize(4, 20), static.materialize(4, 20))
+        for bq, bk in ((1, 4), (4, 8)):
+            want = static.block_lists(4, 20, bq, bk).matrix(-(-20 // bk))
+            got = traced.masks[1].block_lists(4, 20, bq, bk).matrix(-(-20 // bk))
+            assert np.all(np.asarray(got) >= np.asarray(want))
+    assert LocalWindow1D(2, 0).shift_queries(3) == LocalWindow1D(2, 0, 3)

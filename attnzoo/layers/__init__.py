@@ -1,9 +1,17 @@
 """Shared NNX building blocks: the attention core (structured masks, `attend`,
-`MultiHeadAttention`, RoPE), activations, norms, MLPs, patch and position embeddings."""
+`MultiHeadAttention`, RoPE), the causal self-attention kinds (`attention_kind`), activations,
+norms, MLPs, patch and position embeddings."""
 
 from attnzoo.layers.activations import gelu_tanh
 from attnzoo.layers.attention import attend, attention_weights
+from attnzoo.layers.attention_kinds import ATTENTION_KINDS, attention_kind
+from attnzoo.layers.causal_attention import CausalAttention, max_logits
 from attnzoo.layers.differential import differential_attend
+from attnzoo.layers.differential_attention import (
+    DifferentialAttention,
+    GroupedDifferentialAttention,
+    lambda_init,
+)
 from attnzoo.layers.masks import (
     And,
     BlockLists,
@@ -28,11 +36,15 @@ from attnzoo.layers.token_order import (
 )
 
 __all__ = [
+    "ATTENTION_KINDS",
     "And",
     "BlockLists",
     "BlockSparse",
     "Causal",
+    "CausalAttention",
     "Dense",
+    "DifferentialAttention",
+    "GroupedDifferentialAttention",
     "LocalWindow1D",
     "LocalWindow2D",
     "Mask",
@@ -42,11 +54,14 @@ __all__ = [
     "Segments",
     "apply_rope",
     "attend",
+    "attention_kind",
     "attention_weights",
     "differential_attend",
     "from_window_first",
     "gelu_tanh",
+    "lambda_init",
     "layer_norm",
+    "max_logits",
     "rms_norm",
     "sincos_2d",
     "to_window_first",

@@ -152,7 +152,7 @@ def _cudnn_args(mask: Mask | None, t: int, s: int) -> dict | None:
         if _static_offset(mask) == 0:
             return {"is_causal": True}
         return {"mask": mask.materialize(t, s)}
-    if isinstance(mask, LocalWindow1D):
+    if isinstance(mask, LocalWindow1D) and _static_offset(mask) == 0:
         return {"local_window_size": (mask.left, mask.right)}
     if isinstance(mask, Dense):
         return {"mask": mask.materialize(t, s)}
@@ -160,7 +160,12 @@ def _cudnn_args(mask: Mask | None, t: int, s: int) -> dict | None:
         a, b = mask.masks
         if isinstance(b, Causal):
             a, b = b, a
-        if isinstance(a, Causal) and _static_offset(a) == 0 and isinstance(b, LocalWindow1D):
+        if (
+            isinstance(a, Causal)
+            and _static_offset(a) == 0
+            and isinstance(b, LocalWindow1D)
+            and _static_offset(b) == 0
+        ):
             return {"is_causal": True, "local_window_size": (b.left, b.right)}
     return None
 

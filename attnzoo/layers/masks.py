@@ -214,6 +214,12 @@ class Mask:
         cheap superset of it (tiles outside the mask are masked inside the tile)."""
         return self.block_lists(q_len, kv_len, block_q, block_k)
 
+    def shift_queries(self, offset: int | jax.Array) -> Mask:
+        """The mask with query row ``i`` moved to absolute position ``i + offset`` (KV-cache
+        decoding). Position masks shift; array masks (their rows index the new queries) and
+        block-sparse routing stay as they are."""
+        return self
+
     def __and__(self, other: Mask | None) -> Mask:
         if other is None:
             return self
@@ -266,6 +272,9 @@ class Causal(PositionalMask):
     def tree_unflatten(cls, aux, children):
         return cls(aux) if aux is not None else cls(children[0])
 
+    def shift_queries(self, offset):
+        return Causal(self.offset + offset)
+
     def allowed_at(self, q_pos, k_pos):
         return k_pos <= q_pos + self.offset
 
@@ -301,17 +310,20 @@ def _causal_dynamic_lists(offset, q_len, kv_len, block_q, block_k) -> BlockLists
     return BlockLists(indices[None, None], count[None, None])
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["left", "right"])
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class LocalWindow1D(PositionalMask):
-    """Query ``i`` sees keys ``j`` in ``[i - left, i + right]`` (sliding window).
+    """Query ``i`` sees keys ``j`` in ``[i + offset - left, i + offset + right]`` (sliding window).
 
-    ``LocalWindow1D(w, 0)`` is causal sliding-window attention; ``Causal(o) & LocalWindow1D``
-    shifts it for cached decoding.
+    ``LocalWindow1D(w, 0)`` is causal sliding-window attention. ``offset`` shifts the queries
+    like :class:`Causal`'s: with a KV cache the new queries start at absolute position
+    ``offset`` (``shift_queries`` sets it; ``MultiHeadAttention`` does so when decoding). A
+    Python int offset is static (analytic block lists); a traced scalar is a pytree leaf.
     """
 
     left: int
     right: int
+    offset: int | jax.Array = 0
 
     def __post_init__(self):
         for name in ("left", "right"):
@@ -319,15 +331,69 @@ class LocalWindow1D(PositionalMask):
             if not _is_static_int(val) or val < 0:
                 raise ValueError(f"LocalWindow1D.{name} must be an int >= 0, got {val!r}")
 
+    def tree_flatten(self):
+        if _is_static_int(self.offset):
+            return (), (self.left, self.right, int(self.offset))
+        return (self.offset,), (self.left, self.right, None)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        left, right, offset = aux
+        return cls(left, right, offset if offset is not None else children[0])
+
+    def shift_queries(self, offset):
+        return dataclasses.replace(self, offset=self.offset + offset)
+
     def allowed_at(self, q_pos, k_pos):
+        q_pos = q_pos + self.offset
         return (k_pos >= q_pos - self.left) & (k_pos <= q_pos + self.right)
 
+    def pointwise(self):
+        if _is_static_int(self.offset):
+            return super().pointwise()
+        offset = jnp.asarray(self.offset, jnp.int32).reshape(1, 1, 1, 1)
+        at = functools.partial(LocalWindow1D, self.left, self.right)
+        return Pointwise(lambda q_pos, k_pos, off: at(off).allowed_at(q_pos, k_pos), (offset,))
+
+    def max_k_bound(self, q_len, kv_len, block_q, block_k):
+        if _is_static_int(self.offset):
+            return super().max_k_bound(q_len, kv_len, block_q, block_k)
+        span = self.left + self.right + min(block_q, q_len)  # keys one query block can see
+        return min(_cdiv(kv_len, block_k), _cdiv(span - 1, block_k) + 1)
+
     def static_block_lists(self, q_len, kv_len, block_q, block_k):
+        if not _is_static_int(self.offset):
+            return None
         first, last = _row_bounds(q_len, block_q)
-        lo = np.maximum(first - self.left, 0)  # union of the rows' windows is contiguous
-        hi = np.minimum(last + self.right, kv_len - 1)
-        count = np.where(hi >= lo, hi // block_k - lo // block_k + 1, 0)
-        return _lists_from_ranges_np(lo // block_k, count)
+        return _lists_from_ranges_np(*_window_ranges(self, first, last, kv_len, block_k, np))
+
+    def block_lists(self, q_len, kv_len, block_q, block_k):
+        if _is_static_int(self.offset):
+            return super().block_lists(q_len, kv_len, block_q, block_k)
+        _check_block_args(q_len, kv_len, block_q, block_k)
+        max_k = self.max_k_bound(q_len, kv_len, block_q, block_k)
+        return _window_dynamic_lists(self, q_len, kv_len, block_q, block_k, max_k)
+
+
+def _window_ranges(window: LocalWindow1D, first, last, kv_len: int, block_k: int, xp):
+    """First key block and block count per query block (rows ``first..last``); the union of
+    the rows' windows is contiguous."""
+    lo = xp.maximum(first + window.offset - window.left, 0)
+    hi = xp.minimum(last + window.offset + window.right, kv_len - 1)
+    count = xp.where(hi >= lo, hi // block_k - lo // block_k + 1, 0)
+    return lo // block_k, count
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _window_dynamic_lists(window, q_len, kv_len, block_q, block_k, max_k) -> BlockLists:
+    first, last = _row_bounds(q_len, block_q)
+    start, count = _window_ranges(
+        window, jnp.asarray(first), jnp.asarray(last), kv_len, block_k, jnp
+    )
+    count = count.astype(jnp.int32)
+    slot = jnp.arange(max_k, dtype=jnp.int32)
+    indices = jnp.where(slot < count[:, None], start[:, None] + slot, -1).astype(jnp.int32)
+    return BlockLists(indices[None, None], count[None, None])
 
 
 @functools.partial(
@@ -373,6 +439,9 @@ class LocalWindow2D(PositionalMask):
                 f"LocalWindow2D(grid={self.grid}) holds {n} tokens, got q_len={q_len}, "
                 f"kv_len={kv_len}"
             )
+
+    def shift_queries(self, offset):
+        raise ValueError("LocalWindow2D cannot shift its queries: no KV-cache decoding on a grid")
 
     def coords(self, pos):
         """Grid ``(y, x)`` of token positions (works on numpy and jnp ints)."""
@@ -632,6 +701,9 @@ class And(Mask):
     def check(self, q_len, kv_len):
         for m in self.masks:
             m.check(q_len, kv_len)
+
+    def shift_queries(self, offset):
+        return And(*(m.shift_queries(offset) for m in self.masks))
 
     def allowed(self, q_pos, k_pos):
         return functools.reduce(jnp.logical_and, (m.allowed(q_pos, k_pos) for m in self.masks))

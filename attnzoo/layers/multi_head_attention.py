@@ -174,8 +174,9 @@ class MultiHeadAttention(nnx.Module):
 
         Args:
           mask: a Mask over ``[t, s]``. With ``decode`` it spans ``[t, max_length]`` and is
-            combined with the cache's causal mask; its query rows are the new tokens
-            ``0..t-1`` (not their absolute positions), keys are cache slots.
+            combined with the cache's causal mask; keys are cache slots, position masks
+            (``Causal``, ``LocalWindow1D``) are shifted to the new tokens' absolute positions,
+            array masks keep indexing the new tokens ``0..t-1`` by row.
           positions: int ``[b, t]`` or ``[t]`` for RoPE; default ``arange(t)`` (+ cache index
             when decoding).
           context_positions: RoPE positions of ``context`` keys (default ``arange(s)``).
@@ -230,8 +231,8 @@ class MultiHeadAttention(nnx.Module):
             self.cached_value[...] = v_all
             self.cache_index[...] = index + t
             # Query i sits at absolute position index + i: slots beyond it (incl. unwritten
-            # ones) are hidden.
-            mask = Causal(offset=index) & mask
+            # ones) are hidden, and position masks (sliding windows) move with it.
+            mask = Causal(offset=index) & (None if mask is None else mask.shift_queries(index))
             k, v = k_all.astype(q.dtype), v_all.astype(q.dtype)
 
         if self.record_weights:
