@@ -26,21 +26,20 @@ from attnzoo.zoo.language.generation import filter_logits, generate
 from attnzoo.zoo.language.model import LanguageModel
 
 TINY = dict(vocab_size=64, width=32, depth=1, num_heads=4, num_kv_heads=2, max_length=24)
-KIND_CASES = [(kind, None) for kind in sorted(ATTENTION_KINDS)] + [
-    pytest.param(
-        "dense",
-        4,
-        marks=pytest.mark.xfail(
-            reason="decoding with Causal(offset) & LocalWindow1D: fixed by the layers branch",
-            strict=True,
-        ),
-    )
-]
+KIND_CASES = [(kind, None) for kind in sorted(ATTENTION_KINDS)] + [("dense", 4)]
+# Options that fit each kind to TINY's 4 query / 2 kv heads.
+KIND_OPTIONS = {"gda": {"noise_heads": 2}}
 
 
 def _model(kind: str, window=None, seed=0) -> LanguageModel:
     with nnx.use_eager_sharding(False):
-        return LanguageModel(**TINY, attention=kind, window=window, rngs=nnx.Rngs(seed))
+        return LanguageModel(
+            **TINY,
+            attention=kind,
+            attention_options={kind: KIND_OPTIONS[kind]} if kind in KIND_OPTIONS else None,
+            window=window,
+            rngs=nnx.Rngs(seed),
+        )
 
 
 @nnx.jit(static_argnames="decode")
@@ -191,10 +190,12 @@ def test_eval_metrics_follow_their_definitions(smoke_config):
 
 def test_muon_orthogonalises_each_head_of_a_3d_kernel(smoke_config):
     with nnx.use_eager_sharding(False):
-        model = _model("dense")
+        embed = nnx.Embed(64, 32, rngs=nnx.Rngs(0))
+        embed.embedding.set_metadata(out_sharding=("vocab", "embed"))
+        model = nnx.Dict(attention=ATTENTION_KINDS["dense"](32, 4, rngs=nnx.Rngs(0)), embed=embed)
     params = nnx.state(model, nnx.Param)
     dims = muon_dimensions(params)
-    attention = dims["blocks"][0]["attention"]
+    attention = dims["attention"]
     assert tuple(attention["query"]["kernel"]) == (0, 2)  # [embed, heads, kv]
     assert tuple(attention["out"]["kernel"]) == (1, 2)  # [heads, kv, embed]
     assert dims["embed"]["embedding"] is None  # AdamW
@@ -206,8 +207,8 @@ def test_muon_orthogonalises_each_head_of_a_3d_kernel(smoke_config):
         lambda p: jax.random.normal(jax.random.key(p.size), p.shape), nnx.as_pure(params)
     )
     updates, _ = jax.jit(tx.update)(grads, tx.init(params), nnx.as_pure(params))
-    g = grads["blocks"][0]["attention"]["query"]["kernel"]  # [e, h, d]
-    u = updates["blocks"][0]["attention"]["query"]["kernel"]
+    g = grads["attention"]["query"]["kernel"]  # [e, h, d]
+    u = updates["attention"]["query"]["kernel"]
     plain = optax.contrib.muon(config.optimizer.learning_rate)  # optax's 2-D Muon per head
     plain_update = jax.jit(lambda m: plain.update(m, plain.init(m), m)[0])
     for head in range(g.shape[1]):
