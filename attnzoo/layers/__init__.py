@@ -1,6 +1,6 @@
 """Shared NNX building blocks: the attention core (structured masks, `attend`,
 `MultiHeadAttention`, RoPE), the causal self-attention kinds (`attention_kind`), activations,
-norms, MLPs, patch and position embeddings."""
+norms, MLPs (incl. SwiGLU / PolyNorm gated), patch and position embeddings."""
 
 from attnzoo.layers.activations import gelu_tanh
 from attnzoo.layers.attention import attend, attention_weights
@@ -12,6 +12,7 @@ from attnzoo.layers.differential_attention import (
     GroupedDifferentialAttention,
     lambda_init,
 )
+from attnzoo.layers.gated_mlp import GatedMlp, PolyNorm
 from attnzoo.layers.masks import (
     And,
     BlockLists,
@@ -23,12 +24,15 @@ from attnzoo.layers.masks import (
     Mask,
     Segments,
 )
+from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention
 from attnzoo.layers.mlp import Mlp
+from attnzoo.layers.moba import MobaAttention
 from attnzoo.layers.multi_head_attention import MultiHeadAttention
 from attnzoo.layers.norms import layer_norm, rms_norm
 from attnzoo.layers.patch_embed import PatchEmbed
 from attnzoo.layers.posemb import sincos_2d
 from attnzoo.layers.rope import apply_rope
+from attnzoo.layers.subsampled_attention import SubsampledAttention
 from attnzoo.layers.token_order import (
     from_window_first,
     to_window_first,
@@ -44,14 +48,19 @@ __all__ = [
     "CausalAttention",
     "Dense",
     "DifferentialAttention",
+    "GatedMlp",
     "GroupedDifferentialAttention",
     "LocalWindow1D",
     "LocalWindow2D",
     "Mask",
+    "MixtureOfHeadsAttention",
     "Mlp",
+    "MobaAttention",
     "MultiHeadAttention",
     "PatchEmbed",
+    "PolyNorm",
     "Segments",
+    "SubsampledAttention",
     "apply_rope",
     "attend",
     "attention_kind",

@@ -8,6 +8,9 @@ from attnzoo.layers.differential_attention import (
     DifferentialAttention,
     GroupedDifferentialAttention,
 )
+from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention
+from attnzoo.layers.moba import MobaAttention
+from attnzoo.layers.subsampled_attention import SubsampledAttention
 
 __all__ = ["ATTENTION_KINDS", "attention_kind"]
 
@@ -15,6 +18,9 @@ ATTENTION_KINDS: dict[str, type[CausalAttention]] = {
     "dense": CausalAttention,
     "diff": DifferentialAttention,
     "gda": GroupedDifferentialAttention,
+    "moba": MobaAttention,
+    "moh": MixtureOfHeadsAttention,
+    "ssa": SubsampledAttention,
 }
 
 

@@ -191,15 +191,15 @@ class CausalAttention(nnx.Module):
         if decode:
             k = self.write_cache("cached_key", k, offset)  # [b, max_len, hk, d]
             v = self.write_cache("cached_value", v, offset)  # [b, max_len, hv, dv]
-        out = self.attend_cached(q, k, v, offset=offset, rng=rng, decode=decode)
+        out = self.attend_cached(q, k, v, x=x, offset=offset, rng=rng, decode=decode)
         if decode:
             self.cache_index[...] = offset + t
         return self.out(out)  # [b, t, e]
 
-    def attend_cached(self, q, k, v, *, offset, rng, decode) -> jax.Array:
+    def attend_cached(self, q, k, v, *, x, offset, rng, decode) -> jax.Array:
         """Attention of the new queries ``[b, t, hq, d]`` (at ``offset``) over all keys so far
-        ``[b, s, hk, d]`` -> ``[b, t, h, dv]``."""
-        del rng, decode
+        ``[b, s, hk, d]`` -> ``[b, t, h, dv]``; ``x`` ``[b, t, e]`` is the layer's input."""
+        del x, rng, decode
         mask = self.mask(offset)
         self.sow_max_logit(q, k, mask)
         return attend(q, k, v, mask=mask, impl=self.impl)

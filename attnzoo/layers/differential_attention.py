@@ -87,8 +87,8 @@ class DifferentialAttention(CausalAttention):
             + self.lambda_init
         )
 
-    def attend_cached(self, q, k, v, *, offset, rng, decode):
-        del rng, decode
+    def attend_cached(self, q, k, v, *, x, offset, rng, decode):
+        del x, rng, decode
         h, hkv = self.num_heads, self.num_kv_heads
         q1, q2 = q[:, :, :h], q[:, :, h:]  # [b, t, h, d], [b, t, h2, d]
         k1, k2 = k[:, :, :hkv], k[:, :, hkv:]  # [b, s, hkv, d] each
