@@ -5,7 +5,14 @@ import ml_collections
 from attnzoo.configs._common import base_config, with_variant
 
 # One layer of width 32 over 16 tokens: compiles in seconds for one-step smoke runs.
-SMOKE_LM = {"name": "lm_nano", "width": 32, "depth": 1, "num_heads": 2, "num_kv_heads": 1}
+SMOKE_LM = {
+    "name": "lm_nano",
+    "width": 32,
+    "depth": 1,
+    "num_heads": 2,
+    "num_kv_heads": 1,
+    "mlp_dim": 64,
+}
 SMOKE_CONTEXT = 16
 
 
@@ -37,14 +44,14 @@ def language_config(
         eval_every=max(steps // 4, 1),
         checkpoint_every=max(steps // 4, 1),
         keep_checkpoints=1,
-        aux_loss_weight=0.01,
     )
     return c
 
 
 def finish(c: ml_collections.ConfigDict, name: str, arg: str | None, smoke_model=None):
-    """`NAME:smoke`: a one-step run of a one-layer model over 16 tokens."""
+    """`NAME:smoke`: a one-step run of a one-layer model over 16 tokens (`smoke_model`:
+    further model fields of the smoke size)."""
     if arg == "smoke":
         c.data.context_len = SMOKE_CONTEXT
         c.data.vocab_size = min(c.data.vocab_size, 320) if c.data.vocab_size else 0
-    return with_variant(c, name, arg, smoke_model=smoke_model or SMOKE_LM)
+    return with_variant(c, name, arg, smoke_model={**SMOKE_LM, **(smoke_model or {})})

@@ -6,7 +6,8 @@ Batches: `inputs`, `targets` int32 `[b, L]` (`attnzoo.data.text_pipeline`).
 `config.data`: `name` (a text dataset), `context_len` L, `tokenizer` ("byte" | "bpe"),
 `vocab_size` (bpe). A BPE is trained on the train split at the start of a run and saved
 as `WORKDIR/tokenizer.json`; runs resumed or sampled from that workdir reload it.
-`config.optimizer.qk_clip`: τ of QK-Clip (0 = off); `config.train.aux_loss_weight`.
+`config.optimizer.qk_clip`: τ of QK-Clip (0 = off). Auxiliary losses (MoH's balance loss)
+come weighted by their layers.
 """
 
 from __future__ import annotations
@@ -120,10 +121,10 @@ class LanguageFamily(Family):
         logits, intermediates = self._forward(model, batch["inputs"], rng)  # [b, L, V]
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean()
         metrics, loss = {"nll": nll}, nll
-        aux = [v for _, v in _sown(intermediates, "aux_loss")]
+        aux = [v for _, v in _sown(intermediates, "aux_loss")]  # each already weighted
         if aux:
             metrics["aux_loss"] = sum(aux)
-            loss = loss + self.config.train.get("aux_loss_weight", 0.01) * metrics["aux_loss"]
+            loss = loss + metrics["aux_loss"]
         max_logits = _sown(intermediates, MAX_LOGIT)  # each [heads]
         if max_logits:
             metrics[MAX_LOGIT] = jnp.max(jnp.stack([v.max() for _, v in max_logits]))

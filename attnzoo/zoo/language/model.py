@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.attention_kinds import attention_kind
+from attnzoo.layers.gated_mlp import GatedMlp
 from attnzoo.layers.mlp import Mlp, dense
 from attnzoo.layers.norms import rms_norm
 
@@ -23,8 +24,12 @@ def _gelu_mlp(width: int, hidden: int, *, rngs: nnx.Rngs) -> nnx.Module:
     return Mlp(width, hidden, activation="gelu", rngs=rngs)
 
 
+def _gated_mlp(gate: str):
+    return lambda width, hidden, *, rngs: GatedMlp(width, hidden, gate=gate, rngs=rngs)
+
+
 # name -> constructor(width, hidden, *, rngs) of a `[..., width] -> [..., width]` MLP.
-MLP_KINDS = {"gelu": _gelu_mlp}
+MLP_KINDS = {"gelu": _gelu_mlp, "swiglu": _gated_mlp("swiglu"), "polynorm": _gated_mlp("polynorm")}
 
 
 def mlp_kind(name: str):
@@ -56,7 +61,8 @@ class LanguageModel(nnx.Module):
         `head_dim` (default `width // num_heads`), `mlp_dim` (default `4 * width`).
       attention: one kind for every layer, or a tuple of `depth` kinds (one per layer).
       attention_options: `{kind: {option: value}}` passed to layers of that kind.
-      mlp: "gelu" (and the kinds in `MLP_KINDS`).
+      mlp: "gelu" (`fc2(gelu(fc1 x))`), "swiglu" or "polynorm" (gated: `down(act(gate x) ⊙
+        up x)`, Motif-2's PolyNorm gate).
       window: sliding-window length (keys `i - window < j <= i`), None = full causal.
       rope_base: RoPE base. max_length: the context length the model is trained at.
       tie_embeddings: logits use the embedding matrix (no separate head).
