@@ -112,6 +112,14 @@ def attention_flops(length: int, keys_per_query: float, heads: int = 4, dim: int
     return 4.0 * length * keys_per_query * heads * dim
 
 
+class Rows(list):
+    """The table's rows, each also printed as it is measured (long runs show progress)."""
+
+    def append(self, row) -> None:
+        super().append(row)
+        print(f"{row[0]}: {row[1]}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -122,7 +130,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.override)
-    rows, extra = [], {"machine": machine(), "args": vars(args), "missing": [], "samples": {}}
+    extra = {"machine": machine(), "args": vars(args), "missing": [], "samples": {}}
+    rows = Rows()
     peak = matmul_peak_flops()
     rows.append(("f32 matmul FLOP/s (this machine)", peak))
     for name in args.variants:
