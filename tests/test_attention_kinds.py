@@ -20,6 +20,7 @@ OPTIONS = {  # tiny settings that exercise each kind's structure at T = 8
     "gda": {"noise_heads": 2},  # 2 groups of 2 signal heads
     "moba": {"block_size": 2, "top_k": 2},
     "moh": {"shared_heads": 1, "top_k": 2},
+    "mta": {"query_kernel": 3, "key_kernel": 3, "head_norm": True, "output_gate": True},
     "ssa": {"block_size": 2, "local_blocks": 1, "random_blocks": 1},
 }
 
@@ -40,7 +41,12 @@ def layer(kind, window=None, num_kv_heads=2):
 
 
 def make(kind, **kw):
-    return attention_kind(kind)(E, H, impl="xla", rngs=nnx.Rngs(0), **OPTIONS.get(kind, {}), **kw)
+    model = attention_kind(kind)(E, H, impl="xla", rngs=nnx.Rngs(0), **OPTIONS.get(kind, {}), **kw)
+    if kind == "mta":  # leave the identity init, so the convolution and head mix matter
+        rng = np.random.default_rng(2)
+        for p in (model.conv_kernel, model.head_mix):
+            p[...] = p[...] + jnp.asarray(0.3 * rng.standard_normal(p.shape), jnp.float32)
+    return model
 
 
 def test_unknown_kind_lists_valid_kinds():
@@ -60,9 +66,9 @@ def test_no_position_sees_the_future(kind):
     assert np.all(np.diag(influence) > 0.0)  # each position sees itself
 
 
-@functools.cache
-def _decode_step():
-    return nnx.jit(lambda m, x: m(x, decode=True))
+forward = nnx.jit(lambda m, x: m(x))
+decode_step = nnx.jit(lambda m, x: m(x, decode=True))
+captured_forward = nnx.jit(nnx.capture(lambda m, x: m(x), nnx.Intermediate))
 
 
 @pytest.mark.parametrize("window", [None, 3], ids=["full", "window3"])
@@ -70,31 +76,28 @@ def _decode_step():
 def test_decoding_equals_full_forward(kind, window):
     model = layer(kind, window)
     x = x_input()
-    full = model(x)
+    full = forward(model, x)
     model.init_cache(2, T + 3)
-    step = _decode_step()
-    parts = [step(model, x[:, :3])] + [step(model, x[:, i : i + 1]) for i in range(3, T)]
+    parts = [decode_step(model, x[:, i : i + 1]) for i in range(T)]  # one compile
     np.testing.assert_allclose(np.concatenate(parts, axis=1), full, atol=2e-5)
     assert int(model.cache_index[...]) == T
 
 
-@pytest.mark.parametrize("num_kv_heads", [None, 2], ids=["default", "gqa"])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "kind, num_kv_heads",
+    [(kind, 2) for kind in KINDS] + [("dense", None)],
+    ids=[f"{kind}-gqa" for kind in KINDS] + ["dense-mha"],
+)
 def test_qk_clip_bounds_every_head(kind, num_kv_heads):
     model = make(kind, num_kv_heads=num_kv_heads)
     x = 4.0 * x_input()
-
-    @nnx.capture(nnx.Intermediate)
-    def forward(m, x):
-        return m(x)
-
-    before = forward(model, x)[1]["max_logit"][0]
+    before = captured_forward(model, x)[1]["max_logit"][0]
     assert before.shape == (H,) and before.dtype == jnp.float32
     tau = float(np.median(before))  # about half the heads get clipped
     model.qk_clip(before, tau)
-    after = forward(model, x)[1]["max_logit"][0]
+    after = captured_forward(model, x)[1]["max_logit"][0]
     assert np.all(after <= tau * (1 + 1e-5))
-    if kind == "dense" and num_kv_heads is None:  # own q and k heads: exactly to tau
+    if num_kv_heads is None:  # own q and k heads: exactly to tau
         np.testing.assert_allclose(after, np.minimum(before, tau), rtol=1e-5)
 
 
@@ -103,8 +106,8 @@ def test_multi_head_attention_decodes_sliding_window():
     model = MultiHeadAttention(E, H, use_rope=True, impl="xla", rngs=nnx.Rngs(0))
     mask = Causal() & LocalWindow1D(2, 0)
     x = x_input()
-    full = model(x, mask=mask)
+    full = nnx.jit(lambda m, x: m(x, mask=mask))(model, x)
     model.init_cache(2, T)
     step = nnx.jit(lambda m, x: m(x, mask=mask, decode=True))
-    parts = [step(model, x[:, :4]), step(model, x[:, 4:6]), step(model, x[:, 6:])]
+    parts = [step(model, x[:, i : i + 2]) for i in range(0, T, 2)]  # cache offsets 0, 2, 4, 6
     np.testing.assert_allclose(np.concatenate(parts, axis=1), full, atol=2e-5)

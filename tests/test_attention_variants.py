@@ -1,5 +1,5 @@
-"""MoBA, MoH and SSA against their definitions (hand-worked selections, and their limits that
-reduce to plain attention)."""
+"""MoBA, MoH, SSA and MTA against their definitions (hand-worked selections, numpy, and the
+limits in which they reduce to plain attention)."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ from attnzoo.layers.causal_attention import CausalAttention
 from attnzoo.layers.masks import BlockSparse, Causal
 from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention, moh_gates
 from attnzoo.layers.moba import MobaAttention, moba_selection
+from attnzoo.layers.multi_token_attention import MultiTokenAttention
 from attnzoo.layers.subsampled_attention import SubsampledAttention, subsampled_blocks
 
 E, H, T = 32, 4, 8
@@ -24,6 +25,9 @@ def _no_eager_sharding():
 
 def x_input(t=T):
     return jnp.asarray(np.random.default_rng(1).standard_normal((2, t, E)), jnp.float32)
+
+
+forward = nnx.jit(lambda m, x: m(x))
 
 
 def with_dense_params(cls, **options):
@@ -55,7 +59,18 @@ def test_moba_selection_hand_worked():
 def test_moba_with_every_block_is_dense_causal():
     moba, dense = with_dense_params(MobaAttention, block_size=2, top_k=T)
     x = x_input()
-    np.testing.assert_allclose(moba(x), dense(x), atol=1e-5)
+    np.testing.assert_allclose(forward(moba, x), forward(dense, x), atol=1e-5)
+
+
+def test_moba_query_chunks_match_one_pass():
+    chunked = MobaAttention(E, H, block_size=2, top_k=2, query_chunk=2, rngs=nnx.Rngs(0))
+    whole = MobaAttention(E, H, block_size=2, top_k=2, query_chunk=T, rngs=nnx.Rngs(0))
+    x = x_input()
+    loss = nnx.jit(lambda m, x: jnp.sum(m(x) ** 2))
+    np.testing.assert_allclose(loss(chunked, x), loss(whole, x), rtol=1e-5)
+    g_chunked = nnx.jit(nnx.grad(loss))(chunked, x)
+    g_whole = nnx.jit(nnx.grad(loss))(whole, x)
+    np.testing.assert_allclose(g_chunked.query.kernel[...], g_whole.query.kernel[...], atol=1e-5)
 
 
 def test_moh_gates_definition():
@@ -84,17 +99,14 @@ def test_moh_with_every_head_on_is_dense_multi_head():
         router.kernel[...] = jnp.zeros_like(router.kernel[...])
     x = x_input()
 
-    @nnx.capture(nnx.Intermediate)
-    def forward(m, x):
-        return m(x)
-
-    out, inter = forward(moh, x)
-    np.testing.assert_allclose(out, dense(x), atol=1e-5)
+    out, inter = nnx.jit(nnx.capture(lambda m, x: m(x), nnx.Intermediate))(moh, x)
+    np.testing.assert_allclose(out, forward(dense, x), atol=1e-5)
     np.testing.assert_allclose(inter["aux_loss"][0], 0.01 * 3 * 3 * (1 / 3), rtol=1e-5)
 
 
 def test_ssa_blocks_are_local_plus_random_older():
-    blocks = np.asarray(subsampled_blocks(jax.random.key(0), 3, 2, 6, 2, 2))  # [b, h, nb, 4]
+    draw = jax.jit(subsampled_blocks, static_argnums=(1, 2, 3, 4, 5))
+    blocks = np.asarray(draw(jax.random.key(0), 3, 2, 6, 2, 2))  # [b, h, nb, 4]
     for n in range(6):
         row = blocks[:, :, n]
         np.testing.assert_array_equal(row[..., 0], n)  # own block
@@ -109,5 +121,40 @@ def test_ssa_blocks_are_local_plus_random_older():
 def test_ssa_is_dense_at_eval_and_sparse_in_training():
     ssa, dense = with_dense_params(SubsampledAttention, block_size=2, local_blocks=1)
     x = x_input()
-    np.testing.assert_allclose(ssa(x), dense(x), atol=1e-5)
-    assert np.abs(ssa(x, rng=jax.random.key(0)) - dense(x)).max() > 1e-3
+    want = forward(dense, x)
+    np.testing.assert_allclose(forward(ssa, x), want, atol=1e-5)
+    train = nnx.jit(lambda m, x, rng: m(x, rng=rng))(ssa, x, jax.random.key(0))
+    assert np.abs(train - want).max() > 1e-3
+
+
+def test_mta_at_identity_init_is_plain_attention():
+    mta, dense = with_dense_params(MultiTokenAttention)
+    x = x_input()
+    np.testing.assert_allclose(forward(mta, x), forward(dense, x), atol=1e-5)
+
+
+def test_mta_convolution_and_head_mix_definition():
+    """One head pair, random kernels: logits zeroed where masked, conv with the query axis
+    padded above and the key axis on both sides, head mix, re-mask, softmax (numpy)."""
+    t, cq, ck = 5, 2, 3
+    layer = MultiTokenAttention(E, 2, query_kernel=cq, key_kernel=ck, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    kernel, mix = rng.standard_normal((2, cq, ck)), rng.standard_normal((2, 2))
+    layer.conv_kernel[...], layer.head_mix[...] = jnp.asarray(kernel), jnp.asarray(mix)
+    q, k, v = (jnp.asarray(rng.standard_normal((1, t, 2, 16)), jnp.float32) for _ in range(3))
+    got = layer.attend_cached(q, k, v, x=None, offset=0, rng=None, decode=False)
+
+    causal = np.tril(np.ones((t, t), bool))
+    logits = np.einsum("thd,shd->hts", q[0], k[0]) / 4.0 * causal
+    padded = np.pad(logits, ((0, 0), (cq - 1, 0), (ck // 2, ck // 2)))
+    conv = np.zeros_like(logits)
+    for h in range(2):
+        for i in range(t):
+            for j in range(t):
+                conv[h, i, j] = np.sum(kernel[h] * padded[h, i : i + cq, j : j + ck])
+    mixed = np.einsum("gh,hts->gts", mix, conv)
+    mixed = np.where(causal, mixed, -np.inf)
+    probs = np.exp(mixed - mixed.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    want = np.einsum("hts,shd->thd", probs, v[0])
+    np.testing.assert_allclose(got[0], want, atol=1e-5)

@@ -42,7 +42,7 @@ def test_layer_matches_definition(cls, h, h2, hkv):
         layer = cls(e, h, num_kv_heads=hkv, layer_index=depth, impl="reference", rngs=nnx.Rngs(0))
     assert layer.noise_heads == h2
     x = np.random.default_rng(0).standard_normal((1, t, e)).astype(np.float32)
-    got = layer(jnp.asarray(x))
+    got = nnx.jit(lambda m, x: m(x))(layer, jnp.asarray(x))
 
     params = nnx.to_flat_state(nnx.state(layer, nnx.Param))
     p = {k: np.asarray(v[...], np.float64) for k, v in params}

@@ -28,6 +28,7 @@ from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention
 from attnzoo.layers.mlp import Mlp
 from attnzoo.layers.moba import MobaAttention
 from attnzoo.layers.multi_head_attention import MultiHeadAttention
+from attnzoo.layers.multi_token_attention import MultiTokenAttention
 from attnzoo.layers.norms import layer_norm, rms_norm
 from attnzoo.layers.patch_embed import PatchEmbed
 from attnzoo.layers.posemb import sincos_2d
@@ -57,6 +58,7 @@ __all__ = [
     "Mlp",
     "MobaAttention",
     "MultiHeadAttention",
+    "MultiTokenAttention",
     "PatchEmbed",
     "PolyNorm",
     "Segments",

@@ -10,6 +10,7 @@ from attnzoo.layers.differential_attention import (
 )
 from attnzoo.layers.mixture_of_heads import MixtureOfHeadsAttention
 from attnzoo.layers.moba import MobaAttention
+from attnzoo.layers.multi_token_attention import MultiTokenAttention
 from attnzoo.layers.subsampled_attention import SubsampledAttention
 
 __all__ = ["ATTENTION_KINDS", "attention_kind"]
@@ -20,6 +21,7 @@ ATTENTION_KINDS: dict[str, type[CausalAttention]] = {
     "gda": GroupedDifferentialAttention,
     "moba": MobaAttention,
     "moh": MixtureOfHeadsAttention,
+    "mta": MultiTokenAttention,
     "ssa": SubsampledAttention,
 }
 
