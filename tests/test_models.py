@@ -46,6 +46,10 @@ TINY = {
         dict(input_len=16, horizon=4, channels=2),
         lambda rng: jnp.asarray(rng.standard_normal((2, 16, 2)), jnp.float32),
     ),
+    "lm_*": (
+        dict(vocab_size=32, width=16, depth=1, num_heads=2, num_kv_heads=1, mlp_dim=32),
+        lambda rng: jnp.asarray(rng.integers(0, 32, (2, 8)), jnp.int32),
+    ),
 }
 
 
