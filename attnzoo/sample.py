@@ -2,13 +2,17 @@
 
     python -m attnzoo.sample --workdir=runs/pathformer_etth1_96 [--config=NAME] \
         [--split=test] [--num=4]
+    python -m attnzoo.sample --workdir=runs/lm_tiny_shakespeare --prompt="ROMEO:" \
+        [--max_new_tokens=200] [--temperature=0.8] [--top_k=0] [--top_p=1.0] [--seed=0]
 
 Uses the run's best checkpoint (kept by `config.select`) if it has one, else its latest;
 the config defaults to the one saved in that checkpoint. Writes into WORKDIR/samples/
-(e.g. forecast plots for time series) and prints the paths.
+(e.g. forecast plots for time series, generated text for language models) and prints the
+paths. Generation options are passed to samplers that take them (`Family.sample` keywords).
 """
 
 import argparse
+import inspect
 import json
 import os
 
@@ -22,9 +26,21 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--config", default=None, help="config (default: the run's own)")
     parser.add_argument("--split", default=None, help="split to sample from (default: eval)")
     parser.add_argument("--num", type=int, default=4, help="how many samples")
+    parser.add_argument("--prompt", default=None, help="text to continue (generative families)")
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="tokens to generate")
+    parser.add_argument("--temperature", type=float, default=None, help="0 = greedy")
+    parser.add_argument("--top_k", type=int, default=None, help="keep the k likeliest (0 = all)")
+    parser.add_argument("--top_p", type=float, default=None, help="nucleus mass (1 = all)")
+    parser.add_argument("--seed", type=int, default=None, help="sampling seed")
     args, rest = parser.parse_known_args(argv)
     if args.num < 1:
         raise cli.ConfigError(f"--num={args.num} must be at least 1")
+    options = {
+        k: getattr(args, k)
+        for k in ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
+        if getattr(args, k) is not None
+    }
+    _check_options(options)
     if rest and not args.config:
         raise cli.ConfigError(
             f"{rest[0]!r} needs --config=NAME (without overrides the run's own config is used)"
@@ -56,6 +72,10 @@ def main(argv: list[str]) -> None:
     trainer = Trainer(config, args.workdir)
     if type(trainer.family).sample is Family.sample:
         raise NotImplementedError(f"the {config.family} family has no sampler yet")
+    accepted = inspect.signature(trainer.family.sample).parameters
+    for key in options:
+        if key not in accepted:
+            raise cli.ConfigError(f"--{key}: the {config.family} sampler does not take it")
     checkpointer = Checkpointer(directory, every=1, keep=1)
     try:
         state, _, _ = trainer.restore(checkpointer, step)
@@ -64,11 +84,26 @@ def main(argv: list[str]) -> None:
     out_dir = os.path.join(args.workdir, "samples")
     os.makedirs(out_dir, exist_ok=True)
     written = trainer.family.sample(
-        trainer.model(state["model"]), out_dir, split=config.data.eval_split, num=args.num
+        trainer.model(state["model"]),
+        out_dir,
+        split=config.data.eval_split,
+        num=args.num,
+        **options,
     )
     print(f"step {step}: wrote {len(written)} samples to {out_dir}", flush=True)
     for path in written:
         print(path, flush=True)
+
+
+def _check_options(options: dict) -> None:
+    if options.get("max_new_tokens", 1) < 1:
+        raise cli.ConfigError(f"--max_new_tokens={options['max_new_tokens']} must be at least 1")
+    if options.get("temperature", 0.0) < 0:
+        raise cli.ConfigError(f"--temperature={options['temperature']} must be >= 0")
+    if options.get("top_k", 0) < 0:
+        raise cli.ConfigError(f"--top_k={options['top_k']} must be >= 0 (0 = no top-k)")
+    if not 0 < options.get("top_p", 1.0) <= 1:
+        raise cli.ConfigError(f"--top_p={options['top_p']} must be in (0, 1]")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,18 @@ FAMILY_CASES = {
         "no decoder layer": ["--config.model.decoder_depth=0"],
         "negative beam": ["--config.sample.beam_size=-1"],
     },
+    "lm_tiny_pydoc:smoke": {
+        "unknown attention kind": ["--config.model.attention=dens"],
+        "unknown mlp kind": ["--config.model.mlp=relu2"],
+        "zero context": ["--config.data.context_len=0"],
+        "unknown tokenizer": ["--config.data.tokenizer=wordpiece"],
+        "bpe vocabulary not above the bytes": [
+            "--config.data.tokenizer=bpe",
+            "--config.data.vocab_size=100",
+        ],
+        "heads not a multiple of kv heads": ["--config.model.num_kv_heads=3"],
+        "context longer than the text": ["--config.data.context_len=10000000"],
+    },
 }
 
 # overrides every config must refuse

@@ -82,6 +82,10 @@ TINY = {
         ),
         _gaze_input,
     ),
+    "lm_*": (
+        dict(vocab_size=32, width=16, depth=1, num_heads=2, num_kv_heads=1, mlp_dim=32),
+        lambda rng: jnp.asarray(rng.integers(0, 32, (2, 8)), jnp.int32),
+    ),
 }
 
 

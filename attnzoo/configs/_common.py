@@ -22,7 +22,6 @@ def base_config() -> ml_collections.ConfigDict:
             "b1": 0.9,
             "b2": 0.999,
             "eps": 1e-8,
-            "momentum": 0.9,
             "clip_norm": 1.0,
         }
     )

@@ -3,7 +3,7 @@
 A data module (`attnzoo/data/<dataset>.py`) declares `SPECS = (DatasetSpec(...), ...)`; the
 registry discovers them. The kind-specific facts live in `facts`: `ImageFacts` for image
 classification, `SeriesFacts` for multivariate time series, `ScanpathFacts` for eye-tracking
-scanpaths (other kinds add their own).
+scanpaths, `TextFacts` for text (other kinds add their own).
 """
 
 from __future__ import annotations
@@ -78,6 +78,19 @@ class ScanpathFacts:
 
 
 @dataclasses.dataclass(frozen=True)
+class TextFacts:
+    """UTF-8 text stored as fixed-size byte chunks (see `text_builder`).
+
+    Attributes:
+      split_bytes: split name → bytes of its text (the split's records hold exactly these).
+      chunk_bytes: bytes per stored record (the last record of a split is zero-padded).
+    """
+
+    split_bytes: Mapping[str, int]
+    chunk_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset.
 
@@ -85,18 +98,18 @@ class DatasetSpec:
       name: registry name.
       builder_cls: TFDS builder writing array_record files (features depend on the kind).
       splits: split name → number of stored records.
-      facts: `ImageFacts`, `SeriesFacts` or `ScanpathFacts`.
+      facts: `ImageFacts`, `SeriesFacts`, `ScanpathFacts` or `TextFacts`.
       raw_subdir: folder of the raw files under `$ATTNZOO_DATA_DIR` (None: embedded data).
     """
 
     name: str
     builder_cls: type[tfds.core.GeneratorBasedBuilder]
     splits: Mapping[str, int]
-    facts: ImageFacts | SeriesFacts | ScanpathFacts
+    facts: ImageFacts | SeriesFacts | ScanpathFacts | TextFacts
     raw_subdir: str | None = None
 
     @property
     def kind(self) -> str:
-        """ "image", "series" or "scanpath"."""
+        """ "image", "series", "scanpath" or "text"."""
         kinds = {ImageFacts: "image", SeriesFacts: "series", ScanpathFacts: "scanpath"}
-        return kinds[type(self.facts)]
+        return {**kinds, TextFacts: "text"}[type(self.facts)]

@@ -23,10 +23,11 @@ Metrics = dict[str, jax.Array]
 
 
 class Family(abc.ABC):
-    """Subclass per family; the engine builds one per run from the run's config."""
+    """Subclass per family; the engine builds one per run from the run's config and
+    workdir (None outside a run: the family then writes nothing)."""
 
-    def __init__(self, config: ml_collections.ConfigDict):
-        self.config = config
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
+        self.config, self.workdir = config, workdir
 
     @abc.abstractmethod
     def build_model(self, *, rngs: nnx.Rngs) -> nnx.Module:
@@ -46,6 +47,15 @@ class Family(abc.ABC):
     ) -> dict[str, tuple[jax.Array, jax.Array]]:
         """`name -> (sum, count)` over the examples where `batch["mask"]` is True; the engine
         reports `sum / count` accumulated over the whole split."""
+
+    def post_update(self, model: nnx.Module, metrics: Metrics) -> Metrics:
+        """Runs inside the jitted step after the optimizer update (e.g. MuonClip's QK-Clip
+        reading the step's max logits from `metrics`); returns the metrics to log."""
+        return metrics
+
+    def summarize(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Eval metrics derived from the split-wide means (e.g. perplexity from the loss)."""
+        return metrics
 
     def make_dataset(self, split: str, *, train: bool, process_index: int, process_count: int):
         """Batches of this process as dicts of numpy arrays, leading axis = local batch.
@@ -103,9 +113,9 @@ def reseed_streams(model: nnx.Module, rng: jax.Array) -> None:
     nnx.reseed(model, default=rng, policy=per_stream)
 
 
-def get_family(config: ml_collections.ConfigDict) -> Family:
-    """The family `config.family` of this run."""
+def get_family(config: ml_collections.ConfigDict, workdir: str | None = None) -> Family:
+    """The family `config.family` of this run in `workdir`."""
     names = family_names()
     if config.family not in names:
         raise ValueError(f"unknown family {config.family!r}; choose one of {', '.join(names)}")
-    return importlib.import_module(f"attnzoo.train_loops.{config.family}").FAMILY(config)
+    return importlib.import_module(f"attnzoo.train_loops.{config.family}").FAMILY(config, workdir)

@@ -1,7 +1,12 @@
 """Optax optimizer and learning-rate schedule from the config.
 
 `config.optimizer`: `name` (adamw | sgd | muon), `learning_rate` (peak), `weight_decay`,
-`b1`, `b2`, `eps`, `momentum` (sgd), `clip_norm` (global-norm clipping; 0 = off).
+`b1`, `b2`, `eps`, `momentum` (sgd: default 0.9; muon: default 0.95, its own), `clip_norm`
+(global-norm clipping; 0 = off). Muon (optax's, Nesterov, Newton–Schulz with the Keller
+Jordan coefficients) orthogonalises matrix params; embeddings, heads (`vocab`/`classes`
+axes), norms and biases get AdamW (`b1`, `b2`; `adam_learning_rate`, default the same
+schedule). 3-D attention kernels are orthogonalised per head (`muon_dimensions`);
+`consistent_rms` (e.g. 0.2, Moonlight/Kimi) scales Muon updates to AdamW's RMS.
 `config.schedule`: `name` (warmup_cosine | constant | one_cycle), `warmup_steps`,
 `end_fraction` (final lr as a fraction of the peak); one_cycle (PyTorch's `OneCycleLR`, as
 the Pathformer recipe uses it): cosine rise from peak/`div_factor` to the peak over the
@@ -15,6 +20,7 @@ from collections.abc import Callable
 import jax
 import ml_collections
 import optax
+from flax import nnx
 
 OPTIMIZERS = ("adamw", "sgd", "muon")
 SCHEDULES = ("warmup_cosine", "constant", "one_cycle", "step_decay")
@@ -54,6 +60,68 @@ def _decay_mask(params) -> object:
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+# Logical axes of params that Muon leaves to AdamW: token embeddings and output heads.
+ADAM_AXES = ("vocab", "classes")
+
+
+def muon_dimensions(params):
+    """Per param, how Muon reshapes it into matrices (`MuonDimensionNumbers`), or None for
+    AdamW. From the logical axis names of `nnx.Param`s: `[embed, heads, kv]` and
+    `[heads, kv, embed]` kernels become one `[in, out]` matrix per head (the heads axis
+    is a batch axis); other 2-D params are one matrix; rank < 2, embeddings, heads and
+    other ranks go to AdamW. Plain arrays: 2-D ones are matrices."""
+
+    def spec(param):
+        value = param.get_value() if isinstance(param, nnx.Variable) else param
+        names = (
+            param.get_metadata().get("out_sharding") if isinstance(param, nnx.Variable) else None
+        )
+        names = tuple(names) if names else (None,) * value.ndim
+        if value.ndim < 2 or any(a in ADAM_AXES for a in names):
+            return None
+        if value.ndim == 2:
+            return optax.contrib.MuonDimensionNumbers(0, 1)
+        if value.ndim == 3 and "heads" in names:
+            reduction, output = (i for i in range(3) if names[i] != "heads")
+            return optax.contrib.MuonDimensionNumbers(reduction, output)
+        return None
+
+    return jax.tree.map(spec, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def _pure(params):
+    """`params` with every `nnx.Variable` replaced by its value."""
+    return nnx.as_pure(params)
+
+
+def _muon(config, schedule, total_steps) -> optax.GradientTransformation:
+    """optax's Muon whose per-param matrix layout (`muon_dimensions`) is read once, at
+    `init`, from the logical axis names of the `nnx.Param`s (the updates see plain arrays)."""
+    opt = config.optimizer
+    layout = {}
+    adam_lr = opt.get("adam_learning_rate", 0.0)
+    inner = optax.contrib.muon(
+        schedule,
+        beta=opt.get("momentum", 0.95),
+        weight_decay=opt.get("weight_decay", 0.0),
+        weight_decay_mask=_decay_mask,
+        adam_b1=opt.get("b1", 0.9),
+        adam_b2=opt.get("b2", 0.999),
+        adam_weight_decay=opt.get("weight_decay", 0.0),
+        adam_learning_rate=(
+            make_schedule(config.schedule, adam_lr, total_steps) if adam_lr else None
+        ),
+        muon_weight_dimension_numbers=lambda params: layout["dims"],
+        consistent_rms=opt.get("consistent_rms", None),
+    )
+
+    def init(params):
+        layout["dims"] = _pure(muon_dimensions(params))
+        return inner.init(_pure(params))
+
+    return optax.GradientTransformation(init, inner.update)
+
+
 def make_optimizer(
     config: ml_collections.ConfigDict, total_steps: int
 ) -> tuple[optax.GradientTransformation, Callable]:
@@ -75,16 +143,7 @@ def make_optimizer(
             optax.sgd(schedule, momentum=opt.get("momentum", 0.9) or None, nesterov=True),
         )
     elif opt.name == "muon":
-        # Muon orthogonalises updates of 2-D weights; other params use AdamW (optax default).
-        core = optax.contrib.muon(
-            schedule,
-            beta=opt.get("momentum", 0.95),
-            weight_decay=opt.get("weight_decay", 0.0),
-            weight_decay_mask=_decay_mask,
-            adam_b1=opt.get("b1", 0.9),
-            adam_b2=opt.get("b2", 0.999),
-            adam_weight_decay=opt.get("weight_decay", 0.0),
-        )
+        core = _muon(config, schedule, total_steps)
     else:
         raise ValueError(f"unknown optimizer {opt.name!r}; choose 'adamw', 'sgd' or 'muon'")
     clip = opt.get("clip_norm", 0.0)

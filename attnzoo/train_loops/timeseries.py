@@ -22,8 +22,8 @@ LOSSES = {"l1": lambda err: jnp.abs(err).mean(), "mse": lambda err: (err**2).mea
 class TimeSeriesFamily(Family):
     """Batches: `inputs` float32 `[b, T, C]`, `targets` float32 `[b, horizon, C]`."""
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, workdir=None):
+        super().__init__(config, workdir)
         if config.train.loss not in LOSSES:
             raise ValueError(f"train.loss={config.train.loss!r}; choose one of {', '.join(LOSSES)}")
         if not isinstance(config.data.horizon, int) or config.data.horizon < 1:

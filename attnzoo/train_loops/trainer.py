@@ -56,7 +56,7 @@ class Trainer:
         self.rules = partitioning.logical_rules(config.mesh)
         partitioning.check_batch_size(config.train.batch_size, self.mesh)
         partitioning.check_batch_size(config.train.eval_batch_size, self.mesh)
-        self.family = get_family(config)
+        self.family = get_family(config, workdir)
         self.tx, self.schedule = make_optimizer(config, config.train.steps)
         with self._context():
             model, optimizer = nnx.eval_shape(self._init_modules)
@@ -116,6 +116,7 @@ class Trainer:
         (loss, aux), grads = nnx.value_and_grad(self.family.loss, has_aux=True)(model, batch, rng)
         lr = self.schedule(optimizer.step[...])
         optimizer.update(model, grads)
+        aux = self.family.post_update(model, aux)
         metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads), "lr": lr}
         return {"model": nnx.state(model), "opt": nnx.state(optimizer)}, metrics
 
@@ -157,7 +158,9 @@ class Trainer:
                 acc = totals.setdefault(name, [0.0, 0.0])
                 acc[0] += float(total)
                 acc[1] += float(count)
-        return {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
+        return self.family.summarize(
+            {name: total / max(count, 1.0) for name, (total, count) in totals.items()}
+        )
 
     def _batch_template(self, local: dict | None, split: str) -> dict:
         """A one-example zero batch shaped like `split`'s batches (from `local`, or, on a

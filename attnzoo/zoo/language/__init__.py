@@ -1,0 +1,3 @@
+"""Decoder-only language models."""
+
+from attnzoo.zoo.language import presets  # noqa: F401
