@@ -87,10 +87,20 @@ def node2vec(
     walk_length: int,
     window: int,
     epochs: int = 1,
+    batch_size: int = 4096,
     seed: int = 0,
 ) -> np.ndarray:
-    """float32 `[N, dim]` node2vec embedding of a weighted directed graph."""
+    """float32 `[N, dim]` node2vec embedding of a weighted directed graph (SGNS with 5
+    negatives, Adam 0.01, `epochs` passes over the context pairs)."""
     walks = node2vec_walks(
         adjacency, num_walks=num_walks, walk_length=walk_length, p=p, q=q, seed=seed
     )
-    return skipgram(walks, len(adjacency), dim=dim, window=window, epochs=epochs, seed=seed)
+    return skipgram(
+        walks,
+        len(adjacency),
+        dim=dim,
+        window=window,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+    )
