@@ -55,6 +55,11 @@ FAMILY_CASES = {
     "biformer_tiny_fmnist:smoke": {
         "stage lists of different lengths": ["--config.model.depths=(1, 1, 1, 1)"],
     },
+    "gman_losloop:smoke": {
+        "unknown spatial embedding": ["--config.data.spatial_embedding.method=deepwalk"],
+        "zero heads": ["--config.model.num_heads=0"],
+        "negative node2vec p": ["--config.data.spatial_embedding.p=-1.0"],
+    },
 }
 
 # overrides every config must refuse

@@ -159,6 +159,13 @@ class GMAN(nnx.Module):
         attention_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
+        if min(num_heads, head_dim, input_len, horizon) < 1 or num_blocks < 0:
+            raise ValueError(
+                f"GMAN needs num_heads, head_dim, input_len, horizon >= 1 and num_blocks >= 0; "
+                f"got {num_heads}, {head_dim}, {input_len}, {horizon}, {num_blocks}"
+            )
+        if np.ndim(spatial_embedding) != 2:
+            raise ValueError(f"spatial_embedding must be [N, D], got {np.shape(spatial_embedding)}")
         dim = num_heads * head_dim
         fc = dict(bn_momentum=bn_momentum, rngs=rngs)
         self.input_len, self.horizon, self.steps_per_day = input_len, horizon, steps_per_day
