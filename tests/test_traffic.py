@@ -53,6 +53,9 @@ def test_spatial_attention_respects_the_graph_mask(block):
     assert not np.allclose(new[:, :, :2], out[:, :, :2])
     full = block.spatial(changed, changed, changed, mask=None, impl="reference")
     assert not np.allclose(full[:, :, 2:], out[:, :, 2:])  # without the mask, all nodes see it
+    weights = np.asarray(block.spatial.weights(h, h, mask=mask, impl="reference"))
+    np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)  # [b, T, N, K, N]
+    assert np.all(weights[..., ~adjacency[:, None, :].repeat(2, 1)] == 0)
 
 
 def test_masked_metrics_ignore_zeros():

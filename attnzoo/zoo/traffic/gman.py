@@ -105,6 +105,16 @@ class NodeAttention(nnx.Module):
         out = attend(q, key, v, mask=mask, impl=impl)  # scale d^-1/2 as the official code
         return self.out(out.reshape(*q_in.shape[:-1], -1))
 
+    def weights(self, q_in, k_in, *, mask, impl: str) -> jax.Array:
+        """Attention weights `[B, Lq, K, Lk]`: `attend` applied to one-hot values."""
+        q = _heads(self.query(q_in), self.num_heads)
+        key = _heads(self.key(k_in), self.num_heads)
+        length = key.shape[1]
+        one_hot = jnp.broadcast_to(
+            jnp.eye(length, dtype=q.dtype)[None, :, None], key.shape[:3] + (length,)
+        )
+        return attend(q, key, one_hot, mask=mask, impl=impl)
+
 
 class GatedFusion(nnx.Module):
     """z = σ(FC_nobias(H_S) + FC(H_T)); H = FC(FC(z H_S + (1 - z) H_T))."""
@@ -193,6 +203,15 @@ class GMAN(nnx.Module):
         )  # [b, P+Q, 7 + T]
         te = self.te_fc(one_hot)  # [b, P+Q, D]
         return se[None, None] + te[:, :, None]
+
+    def spatial_attention(self, inputs: jax.Array, time: jax.Array) -> jax.Array:
+        """The first encoder block's spatial attention weights `[b, P, K, N, N]` (query
+        node → key node), for plots."""
+        mask = None if self.graph_mask is None else Dense(self.graph_mask[...])
+        x = self.input_fc(inputs[..., None])  # [b, P, N, D]
+        h = jnp.concatenate([x, self.st_embedding(time)[:, : self.input_len]], -1)
+        w = self.encoder[0].spatial.weights(h, h, mask=mask, impl=self.impl)  # [bP, N, K, N]
+        return w.reshape(*h.shape[:2], *w.shape[1:]).transpose(0, 1, 3, 2, 4)
 
     def __call__(self, inputs: jax.Array, time: jax.Array) -> jax.Array:
         p = self.input_len
