@@ -46,6 +46,28 @@ TINY = {
         dict(input_len=16, horizon=4, channels=2),
         lambda rng: jnp.asarray(rng.standard_normal((2, 16, 2)), jnp.float32),
     ),
+    # traffic models take (inputs [b, P, N], time [b, P+Q, 2]): a tuple input
+    "gman": (
+        dict(
+            spatial_embedding=np.eye(4, 3, dtype=np.float32),
+            input_len=3,
+            horizon=2,
+            steps_per_day=6,
+            mean=50.0,
+            std=10.0,
+            num_blocks=1,
+            num_heads=2,
+            head_dim=2,
+        ),
+        lambda rng: (
+            jnp.asarray(rng.standard_normal((2, 3, 4)), jnp.float32),
+            jnp.asarray(rng.integers(0, 6, (2, 5, 2)), jnp.int32),
+        ),
+    ),
+    "traffic_linear": (
+        dict(input_len=3, horizon=2, mean=50.0, std=10.0),
+        lambda rng: (jnp.asarray(rng.standard_normal((2, 3, 4)), jnp.float32), None),
+    ),
 }
 
 
@@ -71,7 +93,7 @@ def test_forward_backward_every_param_gets_a_gradient(name):
     x = make_input(rng)
 
     def loss(model):
-        out, aux = model(x), 0.0
+        out, aux = (model(*x) if isinstance(x, tuple) else model(x)), 0.0
         if isinstance(out, tuple):  # (prediction, auxiliary loss): forecasters
             out, aux = out
         return jnp.sum(out * jnp.asarray(rng.standard_normal(out.shape), out.dtype)) + aux
