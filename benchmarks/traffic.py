@@ -107,7 +107,8 @@ def preservation() -> list[tuple[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--no-preservation", action="store_true", help="skip the node2vec part")
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args, rest = parser.parse_known_args()
@@ -143,7 +144,8 @@ def main() -> None:
         figures.append(
             (f"{[k for k in results if k.startswith('gman')][i]}: beats all baselines", beats)
         )
-    figures += preservation()
+    if not args.no_preservation:
+        figures += preservation()
     report(
         "GMAN on Los-loop (12 → 12 steps, test split)",
         figures,
