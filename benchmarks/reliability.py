@@ -79,6 +79,11 @@ FAMILY_CASES = {
         "heads not a multiple of kv heads": ["--config.model.num_kv_heads=3"],
         "context longer than the text": ["--config.data.context_len=10000000"],
     },
+    "gman_losloop:smoke": {
+        "unknown spatial embedding": ["--config.data.spatial_embedding.method=deepwalk"],
+        "zero heads": ["--config.model.num_heads=0"],
+        "negative node2vec p": ["--config.data.spatial_embedding.p=-1.0"],
+    },
 }
 
 # overrides every config must refuse

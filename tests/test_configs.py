@@ -11,6 +11,7 @@ from attnzoo.train_loops.trainer import Trainer
 NEEDS_DATA_DIR = {"vit_tiny_fmnist", "vit_tiny_fmnist_p4", "vit_spa_fmnist", "biformer_tiny_fmnist"}
 NEEDS_DATA_DIR |= {"tppgaze_nus", "oat_nus"}
 NEEDS_DATA_DIR |= {"lm_tiny_shakespeare", "lm_motif_tiny_shakespeare"}
+NEEDS_DATA_DIR |= {"gman_losloop", "gman_losloop_lap", "linear_losloop"}
 
 
 @pytest.mark.parametrize("name", list_configs())

@@ -86,6 +86,28 @@ TINY = {
         dict(vocab_size=32, width=16, depth=1, num_heads=2, num_kv_heads=1, mlp_dim=32),
         lambda rng: jnp.asarray(rng.integers(0, 32, (2, 8)), jnp.int32),
     ),
+    # traffic models take (inputs [b, P, N], time [b, P+Q, 2]): a tuple input
+    "gman": (
+        dict(
+            spatial_embedding=np.eye(4, 3, dtype=np.float32),
+            input_len=3,
+            horizon=2,
+            steps_per_day=6,
+            mean=50.0,
+            std=10.0,
+            num_blocks=1,
+            num_heads=2,
+            head_dim=2,
+        ),
+        lambda rng: (
+            jnp.asarray(rng.standard_normal((2, 3, 4)), jnp.float32),
+            jnp.asarray(rng.integers(0, 6, (2, 5, 2)), jnp.int32),
+        ),
+    ),
+    "traffic_linear": (
+        dict(input_len=3, horizon=2, mean=50.0, std=10.0),
+        lambda rng: (jnp.asarray(rng.standard_normal((2, 3, 4)), jnp.float32), None),
+    ),
 }
 
 

@@ -61,7 +61,7 @@ def dataset_info(name: str) -> dict:
     mean, std` of an image dataset, `columns, channels, input_len, period` of a series."""
     spec = get_spec(name)
     facts = dataclasses.asdict(spec.facts)
-    if spec.kind == "series":
+    if spec.kind in ("series", "graph_series"):
         facts["channels"] = spec.facts.channels
     return dict(kind=spec.kind, splits=dict(spec.splits), **facts)
 

@@ -2,8 +2,9 @@
 
 A data module (`attnzoo/data/<dataset>.py`) declares `SPECS = (DatasetSpec(...), ...)`; the
 registry discovers them. The kind-specific facts live in `facts`: `ImageFacts` for image
-classification, `SeriesFacts` for multivariate time series, `ScanpathFacts` for eye-tracking
-scanpaths, `TextFacts` for text (other kinds add their own).
+classification, `SeriesFacts` for multivariate time series, `GraphSeriesFacts` for sensor
+series on a graph, `ScanpathFacts` for eye-tracking scanpaths, `TextFacts` for text (other
+kinds add their own).
 """
 
 from __future__ import annotations
@@ -91,6 +92,31 @@ class TextFacts:
 
 
 @dataclasses.dataclass(frozen=True)
+class GraphSeriesFacts(SeriesFacts):
+    """A series with one channel per graph node (traffic sensors), zeros = missing.
+
+    Attributes (besides `SeriesFacts`; `columns` are the node ids):
+      adjacency_file: the `[N, N]` weighted adjacency CSV, in `raw_subdir`.
+      horizon: forecast length of the protocol (steps).
+      first_day_of_week: weekday of row 0 (Monday = 0); row 0 starts at midnight, so row
+        `i` is at time-of-day `i % period` (`period`: steps per day).
+    """
+
+    adjacency_file: str = ""
+    horizon: int = 0
+    first_day_of_week: int = 0
+
+
+KINDS = {
+    ImageFacts: "image",
+    SeriesFacts: "series",
+    GraphSeriesFacts: "graph_series",
+    ScanpathFacts: "scanpath",
+    TextFacts: "text",
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset.
 
@@ -98,18 +124,17 @@ class DatasetSpec:
       name: registry name.
       builder_cls: TFDS builder writing array_record files (features depend on the kind).
       splits: split name → number of stored records.
-      facts: `ImageFacts`, `SeriesFacts`, `ScanpathFacts` or `TextFacts`.
+      facts: `ImageFacts`, `SeriesFacts`, `GraphSeriesFacts`, `ScanpathFacts` or `TextFacts`.
       raw_subdir: folder of the raw files under `$ATTNZOO_DATA_DIR` (None: embedded data).
     """
 
     name: str
     builder_cls: type[tfds.core.GeneratorBasedBuilder]
     splits: Mapping[str, int]
-    facts: ImageFacts | SeriesFacts | ScanpathFacts | TextFacts
+    facts: ImageFacts | SeriesFacts | GraphSeriesFacts | ScanpathFacts | TextFacts
     raw_subdir: str | None = None
 
     @property
     def kind(self) -> str:
-        """ "image", "series", "scanpath" or "text"."""
-        kinds = {ImageFacts: "image", SeriesFacts: "series", ScanpathFacts: "scanpath"}
-        return {**kinds, TextFacts: "text"}[type(self.facts)]
+        """The facts' kind: "image", "series", "graph_series", "scanpath" or "text"."""
+        return KINDS[type(self.facts)]

@@ -23,7 +23,7 @@ from attnzoo.data import registry
 from attnzoo.data.pipeline import RecordSource, parse_split
 
 
-def _split_values(name: str, split: str, tfds_dir: str | None, data_dir: str | None) -> np.ndarray:
+def split_values(name: str, split: str, tfds_dir: str | None, data_dir: str | None) -> np.ndarray:
     builder = registry.prepare(name, tfds_dir=tfds_dir, data_dir=data_dir)
     return np.stack([row["values"] for row in RecordSource(builder, split).read_all()])
 
@@ -34,7 +34,7 @@ def fit_scaler(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`(mean, std)`, float32 `[C]`, of the train split only (population std, as
     scikit-learn's `StandardScaler`; a constant channel gets std 1)."""
-    train = _split_values(name, "train", tfds_dir, data_dir).astype(np.float64)
+    train = split_values(name, "train", tfds_dir, data_dir).astype(np.float64)
     std = train.std(0)
     return train.mean(0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
@@ -76,7 +76,7 @@ class WindowSource:
 
 def _series_spec(name: str):
     spec = registry.get_spec(name)
-    if spec.kind != "series":
+    if spec.kind not in ("series", "graph_series"):
         raise ValueError(f"{name} is a {spec.kind} dataset, not a time series")
     return spec
 
@@ -100,17 +100,49 @@ def make_window_dataset(
     `pipeline.make_dataset`; `horizon`: forecast length; the input length is the dataset's
     `input_len`)."""
     spec = _series_spec(name)
+    split, rows = check_request(name, split, horizon, batch_size, process_index, process_count)
+    mean, std = fit_scaler(name, tfds_dir, data_dir)
+    values = (split_values(name, split, tfds_dir, data_dir) - mean) / std
+    source = WindowSource(values.astype(np.float32), spec.facts.input_len, horizon)
+    return batch_windows(
+        source,
+        rows,
+        batch_size,
+        shuffle,
+        seed,
+        repeat,
+        process_index,
+        process_count,
+        drop_remainder,
+    )
+
+
+def check_request(name, split, horizon, batch_size, process_index, process_count):
+    """Validates a window request (arguments as `make_window_dataset`); returns
+    `(split name, slice of its windows)`."""
     num_windows(name, split, horizon)  # validates split and horizon
-    split, rows = parse_split(split)
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} not in [0, {process_count})")
     if batch_size <= 0 or batch_size % process_count:
         raise ValueError(
             f"batch_size={batch_size} must be a positive multiple of process_count={process_count}"
         )
-    mean, std = fit_scaler(name, tfds_dir, data_dir)
-    values = (_split_values(name, split, tfds_dir, data_dir) - mean) / std
-    source = WindowSource(values.astype(np.float32), spec.facts.input_len, horizon)
+    return parse_split(split)
+
+
+def batch_windows(
+    source,
+    rows: slice,
+    batch_size,
+    shuffle,
+    seed,
+    repeat,
+    process_index,
+    process_count,
+    drop_remainder,
+) -> grain.IterDataset:
+    """A random-access window source → the batched, sharded grain dataset of this process
+    (arguments as `make_window_dataset`)."""
     ds = grain.MapDataset.source(source)[rows].seed(seed)
     if shuffle:
         ds = ds.shuffle()

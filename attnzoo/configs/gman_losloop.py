@@ -1,0 +1,14 @@
+"""GMAN on Los-loop with our node2vec spatial embedding of the sensor graph.
+
+    python -m attnzoo.train --config=gman_losloop --workdir=runs/gman_losloop
+
+GMAN's official recipe (L = 3, K = 8, d = 8, Adam 1e-3 ×0.7 every 5 epochs, batch 32, best
+checkpoint by val MAE, patience 10) on Los-loop 12 → 12 steps; node2vec (p = 2, q = 1, 64-d)
+on `los_adj.csv`, computed once and cached. Figures: benchmarks/README.md (traffic).
+"""
+
+from attnzoo.configs._traffic import gman_config
+
+
+def get_config(arg: str | None = None):
+    return gman_config("los_loop", "node2vec", "gman_losloop", arg)
