@@ -36,7 +36,7 @@ def fashion_raw_dir():
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     """No downloads cache or data dir from the environment; downloads fail, are recorded."""
-    monkeypatch.setenv("ATTNZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ATTNZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ATTNZOO_DATA_DIR", raising=False)
     calls = []
 

@@ -8,7 +8,7 @@ Resolution order (argument > environment > default):
   `$ATTNZOO_DATA_DIR` is a folder laid out like `../shared/data` (e.g. `images/fashion_mnist`);
 - downloads: `<cache>/downloads/<dataset>`;
 
-with `<cache>` = `$ATTNZOO_CACHE_DIR`, else `~/.cache/attnzoo`.
+with `<cache>` = `$ATTNZOO_CACHE`, else `~/.cache/attnzoo`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 DATA_DIR_ENV = "ATTNZOO_DATA_DIR"
 TFDS_DIR_ENV = "ATTNZOO_TFDS_DIR"
-CACHE_DIR_ENV = "ATTNZOO_CACHE_DIR"
+CACHE_DIR_ENV = "ATTNZOO_CACHE"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -41,7 +41,7 @@ def _expand(path: str | os.PathLike[str]) -> Path:
 
 
 def cache_root() -> Path:
-    """`$ATTNZOO_CACHE_DIR`, else `~/.cache/attnzoo`."""
+    """`$ATTNZOO_CACHE`, else `~/.cache/attnzoo`."""
     return _expand(os.environ.get(CACHE_DIR_ENV) or "~/.cache/attnzoo")
 
 

@@ -56,7 +56,7 @@ class TrafficFamily(Family):
 
     def spatial_embedding(self) -> np.ndarray:
         """`[N, dim]` of `config.data.spatial_embedding` (computed once per graph, cached
-        under `$ATTNZOO_CACHE_DIR/spatial_embeddings`)."""
+        under `$ATTNZOO_CACHE/spatial_embeddings`)."""
         cfg = self.config.data.spatial_embedding
         if cfg.method == "published":
             return metr_la.load_published_embedding(self._data_dir())

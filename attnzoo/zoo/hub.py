@@ -13,6 +13,7 @@ import urllib.request
 
 from tqdm import tqdm
 
+from attnzoo.data import paths
 from attnzoo.zoo.weights import WeightsConfig
 
 
@@ -21,8 +22,8 @@ class WeightsFileError(FileNotFoundError):
 
 
 def cache_dir() -> str:
-    default = os.path.join(os.path.expanduser("~"), ".cache", "attnzoo")
-    return os.path.abspath(os.path.expanduser(os.environ.get("ATTNZOO_CACHE") or default))
+    """`$ATTNZOO_CACHE`, else `~/.cache/attnzoo` (the one cache: data downloads live there too)."""
+    return str(paths.cache_root())
 
 
 def sha256(path: str) -> str:
