@@ -64,7 +64,10 @@ def main(argv: list[str]) -> None:
     out_dir = os.path.join(args.workdir, "samples")
     os.makedirs(out_dir, exist_ok=True)
     written = trainer.family.sample(
-        trainer.model(state["model"]), out_dir, split=config.data.eval_split, num=args.num
+        trainer.model(trainer.inference_state(state)),
+        out_dir,
+        split=config.data.eval_split,
+        num=args.num,
     )
     print(f"step {step}: wrote {len(written)} samples to {out_dir}", flush=True)
     for path in written:

@@ -13,7 +13,14 @@ class PatchEmbed(nnx.Module):
     """
 
     def __init__(
-        self, in_channels: int, features: int, patch_size: int, *, dtype=jnp.float32, rngs: nnx.Rngs
+        self,
+        in_channels: int,
+        features: int,
+        patch_size: int,
+        *,
+        kernel_init: nnx.Initializer = nnx.initializers.lecun_normal(),
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
     ):
         self.patch_size = patch_size
         fan_in = patch_size * patch_size * in_channels
@@ -21,7 +28,7 @@ class PatchEmbed(nnx.Module):
             fan_in,
             features,
             dtype=dtype,
-            kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("patch", "embed")),
+            kernel_init=nnx.with_partitioning(kernel_init, ("patch", "embed")),
             bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
             rngs=rngs,
         )

@@ -1,5 +1,6 @@
 """Fixed position embeddings."""
 
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -17,3 +18,16 @@ def sincos_2d(height: int, width: int, dim: int, *, temperature: float = 10_000.
     ay = y.reshape(-1)[:, None] * omega[None]
     table = np.concatenate([np.sin(ax), np.cos(ax), np.sin(ay), np.cos(ay)], axis=1)
     return table.astype(np.float32)
+
+
+def timestep_embedding(t, dim: int, *, max_period: float = 10_000.0):
+    """Sinusoidal embedding `[b, dim]` of (possibly fractional) timesteps `t` `[b]`, as in
+    DiT / ADM: `[cos(t f), sin(t f)]` with `f_i = exp(-ln(max_period) i / (dim/2))`
+    (cos first; an odd `dim` gets one zero column)."""
+    half = dim // 2
+    freqs = jnp.exp(-np.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = jnp.asarray(t, jnp.float32)[:, None] * freqs[None]  # [b, half]
+    emb = jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+    if dim % 2:
+        emb = jnp.concatenate([emb, jnp.zeros_like(emb[:, :1])], axis=-1)
+    return emb

@@ -1,0 +1,244 @@
+"""Diffusion: DDPM training of DiT-style denoisers, DDPM/DDIM sampling with classifier-free
+guidance.
+
+Config (`config.diffusion`): `num_timesteps` (1000), `beta_start`/`beta_end` (linear),
+`prediction` ("eps" or "v"), sampling defaults `sampler` ("ddim"/"ddpm"), `sample_steps`,
+`eta`, `guidance` (classifier-free scale; 1 = none), `clip` (clip predicted x0 to [-1, 1]).
+Batches: `image` float32 `[b, H, W, C]` as the image pipeline makes it (standardised; mapped
+back to [-1, 1] here), `label` int32 `[b]`. Data `random_latents` (`data.latent_shape`,
+`data.num_classes`) draws Gaussian latents and random labels instead: a shape check for
+latent-space configs (smoke runs), not data to learn from.
+
+Every random number of a training step (timesteps, noise, label dropout) comes from the
+step key, so a resumed run draws the same numbers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from attnzoo import data
+from attnzoo.train_loops import gaussian_diffusion as gd
+from attnzoo.train_loops.family import Family, model_kwargs
+from attnzoo.zoo.registry import create_model
+
+
+class RandomLatents:
+    """Endless batches `{image: N(0, 1) [b, *latent_shape], label: [b]}`, a pure function of
+    (seed, position) with grain's `get_state`/`set_state` (see module docstring)."""
+
+    def __init__(self, batch_size, latent_shape, num_classes, seed, repeat):
+        self.batch_size, self.shape, self.classes = batch_size, tuple(latent_shape), num_classes
+        self.seed, self.repeat, self.position = seed, repeat, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if not self.repeat and self.position:
+            raise StopIteration
+        rng = np.random.default_rng((self.seed, self.position))
+        self.position += 1
+        return {
+            "image": rng.standard_normal((self.batch_size, *self.shape), np.float32),
+            "label": rng.integers(0, max(self.classes, 1), self.batch_size).astype(np.int32),
+        }
+
+    def get_state(self) -> dict:
+        return {"next_index": self.position}
+
+    def set_state(self, state: dict) -> None:
+        self.position = int(state["next_index"])
+
+
+class DiffusionFamily(Family):
+    """DiT / Scale-DiT denoisers on images or latents (see module docstring)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        cfg = config.diffusion
+        self.schedule = gd.Schedule(cfg.num_timesteps, cfg.beta_start, cfg.beta_end)
+        if cfg.prediction not in ("eps", "v"):
+            raise ValueError(f"diffusion.prediction={cfg.prediction!r} must be 'eps' or 'v'")
+
+    # ------------------------------------------------------------------ data
+    def _latents(self) -> bool:
+        return self.config.data.name == "random_latents"
+
+    def data_shape(self) -> tuple[tuple[int, int, int], int]:
+        """`((H, W, C), num_classes)` of the training data."""
+        cfg = self.config.data
+        if self._latents():
+            return tuple(cfg.latent_shape), cfg.num_classes
+        info = data.dataset_info(cfg.name)
+        h, w, c = info["image_shape"]
+        size = cfg.get("pad_to", 0)
+        return ((size, size, c) if size else (h, w, c)), info["num_classes"]
+
+    def make_dataset(self, split, *, train, process_index, process_count):
+        if not self._latents():
+            return super().make_dataset(
+                split, train=train, process_index=process_index, process_count=process_count
+            )
+        config = self.config
+        batch = config.train.batch_size if train else config.train.eval_batch_size
+        shape, classes = self.data_shape()
+        seed = (config.seed, int(train), process_index)
+        return RandomLatents(batch // process_count, shape, classes, seed, train)
+
+    def to_model_space(self, images: jax.Array) -> jax.Array:
+        """Pipeline images (standardised pixels) -> [-1, 1]; latents pass unchanged."""
+        if self._latents():
+            return images
+        info = data.dataset_info(self.config.data.name)
+        return (images * info["std"] + info["mean"]) * 2.0 - 1.0
+
+    # ----------------------------------------------------------------- model
+    def build_model(self, *, rngs: nnx.Rngs) -> nnx.Module:
+        (h, w, c), classes = self.data_shape()
+        if h != w:
+            raise ValueError(f"DiT needs square inputs, got {h}x{w}")
+        kwargs = dict(input_size=h, in_channels=c, num_classes=classes)
+        kwargs.update(model_kwargs(self.config.model))
+        return create_model(self.config.model.name, rngs=rngs, **kwargs)
+
+    def _per_example_loss(self, model, x0, labels, rng, *, train: bool):
+        k_t, k_noise, k_label = jax.random.split(rng, 3)
+        b = x0.shape[0]
+        t = jax.random.randint(k_t, (b,), 0, self.schedule.num_timesteps)
+        noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
+        x_t = gd.q_sample(self.schedule, x0, t, noise)
+        y = labels if model.num_classes else None
+        out = model(x_t, t, y, rng=k_label if train else None)
+        c = x0.shape[-1]
+        pred = out[..., :c]
+        if self.config.diffusion.prediction == "v":
+            target = gd.v_target(self.schedule, x0, t, noise)
+        else:
+            target = noise
+        axes = tuple(range(1, x0.ndim))
+        mse = ((pred - target) ** 2).mean(axes)  # [b]
+        if not model.learn_sigma:
+            return mse, mse
+        eps = (
+            pred
+            if self.config.diffusion.prediction == "eps"
+            else gd.eps_from_v(self.schedule, x_t, t, pred)
+        )
+        vb = gd.vb_term(self.schedule, x0, x_t, t, eps, out[..., c:])
+        return mse + vb, mse
+
+    def loss(self, model, batch, rng):
+        x0 = self.to_model_space(batch["image"])
+        loss, mse = self._per_example_loss(model, x0, batch["label"], rng, train=True)
+        return loss.mean(), {"mse": mse.mean()}
+
+    def eval_metrics(self, model, batch):
+        x0 = self.to_model_space(batch["image"])
+        rng = jax.random.key(self.config.seed)  # the same draws at every evaluation
+        loss, mse = self._per_example_loss(model, x0, batch["label"], rng, train=False)
+        mask = batch["mask"].astype(jnp.float32)
+        count = mask.sum()
+        return {"loss": ((loss * mask).sum(), count), "mse": ((mse * mask).sum(), count)}
+
+    # -------------------------------------------------------------- sampling
+    def denoiser(self, model, labels: jax.Array | None, guidance: float) -> gd.Denoiser:
+        """`fn(x_t, t) -> (eps, frac)` of `model` for `labels`, classifier-free guided
+        (`eps_u + guidance (eps_c - eps_u)` on every noise channel: the official
+        `forward_with_cfg` guides only the first three; the variance comes from the
+        conditional half)."""
+        pred_v = self.config.diffusion.prediction == "v"
+
+        def split(out, x, t):
+            c = x.shape[-1]
+            pred = out[..., :c]
+            eps = gd.eps_from_v(self.schedule, x, t, pred) if pred_v else pred
+            return eps, (out[..., c:] if model.learn_sigma else None)
+
+        if labels is None or guidance == 1.0:
+            return lambda x, t: split(model(x, t, labels), x, t)
+        null = jnp.full_like(labels, model.null_class)
+
+        def guided(x, t):
+            out = model(
+                jnp.concatenate([x, x]), jnp.concatenate([t, t]), jnp.concatenate([labels, null])
+            )
+            cond, uncond = jnp.split(out, 2)
+            eps_c, frac = split(cond, x, t)
+            eps_u, _ = split(uncond, x, t)
+            return eps_u + guidance * (eps_c - eps_u), frac
+
+        return guided
+
+    def generate(
+        self,
+        model,
+        labels: np.ndarray | None,
+        *,
+        num: int,
+        seed: int = 0,
+        guidance: float | None = None,
+        resolution: int | None = None,
+    ) -> np.ndarray:
+        """`num` samples `[num, R, R, C]` in [-1, 1] (R: `resolution`, default the training
+        size), class-conditional on `labels` `[num]` when the model is."""
+        cfg = self.config.diffusion
+        (h, _, c), _ = self.data_shape()
+        size = resolution or h
+        if size % model.patch_size:
+            raise ValueError(
+                f"resolution {size} is not a multiple of the patch size {model.patch_size}"
+            )
+        if not model.num_classes:
+            if guidance is not None:
+                raise ValueError(
+                    "guidance needs a class-conditional model; this one is unconditional"
+                )
+            labels, guidance = None, 1.0
+        guidance = cfg.guidance if guidance is None else float(guidance)
+        if guidance != 1.0:
+            model.null_class  # noqa: B018  (raises when the model has no null class)
+        key_noise, key_steps = jax.random.split(jax.random.key(seed))
+        noise = jax.random.normal(key_noise, (num, size, size, c))
+
+        @nnx.jit
+        def run(model, noise, labels, key):
+            fn = self.denoiser(model, labels, guidance)
+            return gd.sample(
+                fn,
+                self.schedule,
+                noise,
+                key,
+                method=cfg.sampler,
+                num_steps=cfg.sample_steps,
+                eta=cfg.eta,
+                variance="learned" if model.learn_sigma else "large",
+                clip=cfg.clip and not self._latents(),
+            )
+
+        y = None if labels is None else jnp.asarray(labels, jnp.int32)
+        return np.asarray(run(model, noise, y, key_steps))
+
+    def sample(self, model, out_dir, *, split, num, seed=0, guidance=None, resolution=None):
+        """A PNG grid of `num` samples (labels cycling over the classes, one row per class
+        when conditional) and the raw samples as `samples.npz`."""
+        from attnzoo.eval.diffusion import save_grid
+
+        _, classes = self.data_shape()
+        labels = np.arange(num) % classes if model.num_classes else None
+        images = self.generate(
+            model, labels, num=num, seed=seed, guidance=guidance, resolution=resolution
+        )
+        npz = os.path.join(out_dir, "samples.npz")
+        np.savez(npz, images=images, labels=labels if labels is not None else np.zeros(0))
+        png = os.path.join(out_dir, "grid.png")
+        save_grid(images, png, columns=classes if model.num_classes else None)
+        return [png, npz]
+
+
+FAMILY = DiffusionFamily
