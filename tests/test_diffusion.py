@@ -1,0 +1,116 @@
+"""Gaussian diffusion: samplers on a 1-D Gaussian with its exact denoiser, training targets,
+the VB term, and the engine's EMA of the params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from attnzoo.configs import load_config
+from attnzoo.train_loops import gaussian_diffusion as gd
+from attnzoo.train_loops.trainer import Trainer, ema_update
+
+SCHEDULE = gd.Schedule()
+MU, SIGMA = 0.3, 0.5  # data x0 ~ N(MU, SIGMA^2)
+
+
+def exact_denoiser(x, t):
+    """E[eps | x_t] for Gaussian data: x_t ~ N(sqrt(a) MU, a SIGMA^2 + 1 - a)."""
+    a = jnp.asarray(SCHEDULE.alphas_cumprod, jnp.float32)[t].reshape(-1, 1, 1, 1)
+    return jnp.sqrt(1 - a) * (x - jnp.sqrt(a) * MU) / (a * SIGMA**2 + 1 - a), None
+
+
+@jax.jit
+def _run_both(noise, key):
+    ddpm = gd.sample(
+        exact_denoiser,
+        SCHEDULE,
+        noise,
+        key,
+        method="ddpm",
+        num_steps=1000,
+        variance="small",
+        clip=False,
+    )
+    ddim = gd.sample(
+        exact_denoiser, SCHEDULE, noise, key, method="ddim", num_steps=1000, eta=1.0, clip=False
+    )
+    return ddpm, ddim
+
+
+def test_ddim_eta1_reproduces_ddpm_marginals():
+    noise = jax.random.normal(jax.random.key(0), (4000, 1, 1, 1))
+    ddpm, ddim = map(np.asarray, _run_both(noise, jax.random.key(1)))
+    for x in (ddpm, ddim):  # both reach the data distribution (MC error ~ 0.01)
+        assert abs(x.mean() - MU) < 0.03 and abs(x.std() - SIGMA) < 0.03
+    assert abs(ddpm.mean() - ddim.mean()) < 0.01 and abs(ddpm.std() - ddim.std()) < 0.01
+
+
+def test_samplers_are_deterministic_for_a_seed():
+    noise = jax.random.normal(jax.random.key(0), (8, 2, 2, 1))
+    run = jax.jit(
+        lambda key: gd.sample(
+            exact_denoiser, SCHEDULE, noise, key, method="ddim", num_steps=20, eta=1.0
+        )
+    )
+    a, b, c = run(jax.random.key(3)), run(jax.random.key(3)), run(jax.random.key(4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_v_and_eps_targets_are_consistent():
+    x0 = jax.random.normal(jax.random.key(0), (4, 2, 2, 1))
+    noise = jax.random.normal(jax.random.key(1), x0.shape)
+    t = jnp.array([0, 10, 500, 999])
+    x_t = gd.q_sample(SCHEDULE, x0, t, noise)
+    a = SCHEDULE.alphas_cumprod[np.asarray(t)].reshape(-1, 1, 1, 1)
+    np.testing.assert_allclose(x_t, np.sqrt(a) * x0 + np.sqrt(1 - a) * noise, rtol=1e-5, atol=1e-6)
+    v = gd.v_target(SCHEDULE, x0, t, noise)
+    np.testing.assert_allclose(gd.eps_from_v(SCHEDULE, x_t, t, v), noise, atol=1e-4)
+
+
+def test_vb_term_vanishes_for_the_true_posterior():
+    """With the true noise and frac = -1 (log variance = the posterior's), the model
+    posterior is the true one: KL = 0 for t > 0."""
+    x0 = jax.random.uniform(jax.random.key(0), (3, 4, 4, 1), minval=-1, maxval=1)
+    noise = jax.random.normal(jax.random.key(1), x0.shape)
+    t = jnp.array([1, 100, 999])
+    x_t = gd.q_sample(SCHEDULE, x0, t, noise)
+    vb = jax.jit(lambda frac: gd.vb_term(SCHEDULE, x0, x_t, t, noise, frac))
+    np.testing.assert_allclose(vb(-jnp.ones_like(x0)), 0.0, atol=1e-6)
+    assert vb(jnp.ones_like(x0))[1] > 5e-5  # log beta instead: the KL is positive
+
+
+def test_linear_betas_match_the_official_schedule():
+    betas = SCHEDULE.betas
+    assert betas[0] == pytest.approx(1e-4) and betas[-1] == pytest.approx(0.02)
+    np.testing.assert_allclose(np.diff(betas), (0.02 - 1e-4) / 999)
+
+
+def test_ema_update_and_engine_state(tmp_path):
+    ema = {"w": jnp.array([1.0, 2.0])}
+    np.testing.assert_allclose(ema_update(ema, {"w": jnp.array([3.0, 0.0])}, 0.75)["w"], [1.5, 1.5])
+
+    config = load_config("dit_s2_imagenet_latent:smoke")
+    config.train.ema_decay = 0.5
+    config.data.latent_shape = (8, 8, 4)  # 16 tokens: a cheap compile
+    trainer = Trainer(config, str(tmp_path))
+    state = trainer.init_state()
+    params = jax.tree.leaves
+    np.testing.assert_array_equal(
+        params(state["ema"])[0], params(nnx.state(trainer.model(state["model"]), nnx.Param))[0]
+    )
+    batch = next(
+        iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
+    )
+    old_ema = jax.tree.map(np.asarray, state["ema"])
+    state, _ = trainer.train_step(state, batch)
+    new_params = nnx.state(trainer.model(state["model"]), nnx.Param)
+    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * np.asarray(p), old_ema, new_params)
+    for got, want in zip(params(state["ema"]), params(expected), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    # Evaluation and sampling read the average, not the raw params.
+    inference = nnx.state(trainer.model(trainer.inference_state(state)), nnx.Param)
+    for got, want in zip(params(inference), params(state["ema"]), strict=True):
+        np.testing.assert_array_equal(got, want)
