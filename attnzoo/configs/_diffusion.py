@@ -26,6 +26,8 @@ def diffusion_config(model: dict, **data) -> ml_collections.ConfigDict:
             "eta": 0.0,
             "guidance": 4.0,
             "clip": True,
+            "low_res_factor": 2,
+            "renoise_fraction": 0.3,
         }
     )
     c.optimizer.update(name="adamw", learning_rate=1e-4, weight_decay=0.0, clip_norm=1.0)

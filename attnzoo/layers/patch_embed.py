@@ -34,10 +34,13 @@ class PatchEmbed(nnx.Module):
         )
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        b, h, w, c = images.shape
-        p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {h}x{w} is not divisible by patch size {p}")
-        x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-        x = x.reshape(b, h // p, w // p, p * p * c)  # [b, gh, gw, p*p*c]
-        return self.proj(x)  # [b, gh, gw, embed]
+        return self.proj(patchify(images, self.patch_size))  # [b, gh, gw, embed]
+
+
+def patchify(images: jax.Array, p: int) -> jax.Array:
+    """`[b, H, W, C]` -> `[b, H/p, W/p, p*p*C]`, each patch's pixels ordered (row, col, C)."""
+    b, h, w, c = images.shape
+    if h % p or w % p:
+        raise ValueError(f"image size {h}x{w} is not divisible by patch size {p}")
+    x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // p, w // p, p * p * c)

@@ -3,7 +3,9 @@ guidance.
 
 Config (`config.diffusion`): `num_timesteps` (1000), `beta_start`/`beta_end` (linear),
 `prediction` ("eps" or "v"), sampling defaults `sampler` ("ddim"/"ddpm"), `sample_steps`,
-`eta`, `guidance` (classifier-free scale; 1 = none), `clip` (clip predicted x0 to [-1, 1]).
+`eta`, `guidance` (classifier-free scale; 1 = none), `clip` (clip predicted x0 to [-1, 1]);
+for Scale-DiT `low_res_factor` (training: the low-res branch sees the image average-pooled
+by it) and `renoise_fraction` (two-stage sampling restarts at that fraction of the steps).
 Batches: `image` float32 `[b, H, W, C]` as the image pipeline makes it (standardised; mapped
 back to [-1, 1] here), `label` int32 `[b]`. Data `random_latents` (`data.latent_shape`,
 `data.num_classes`) draws Gaussian latents and random labels instead: a shape check for
@@ -25,7 +27,14 @@ from flax import nnx
 from attnzoo import data
 from attnzoo.train_loops import gaussian_diffusion as gd
 from attnzoo.train_loops.family import Family, model_kwargs
+from attnzoo.zoo.diffusion.scale_dit import ScaleDiT
 from attnzoo.zoo.registry import create_model
+
+
+def avg_pool(x: jax.Array, factor: int) -> jax.Array:
+    """`[b, H, W, C]` -> `[b, H/f, W/f, C]` by averaging `f x f` blocks."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h // factor, factor, w // factor, factor, c).mean((2, 4))
 
 
 class RandomLatents:
@@ -107,14 +116,29 @@ class DiffusionFamily(Family):
         kwargs.update(model_kwargs(self.config.model))
         return create_model(self.config.model.name, rngs=rngs, **kwargs)
 
+    def _forward(self, model, x0, x_t, t, y, rng, label_rng):
+        """The model output; Scale-DiT: the first half of the batch as a plain DiT (the
+        low-res stage), the second anchored on its pooled image noised at its own `t_low`."""
+        if not isinstance(model, ScaleDiT):
+            return model(x_t, t, y, rng=label_rng)
+        half = x0.shape[0] // 2
+        k_t, k_noise = jax.random.split(rng)
+        x_low = avg_pool(x0[half:], self.config.diffusion.low_res_factor)
+        t_low = jax.random.randint(k_t, (x_low.shape[0],), 0, self.schedule.num_timesteps)
+        x_low = gd.q_sample(self.schedule, x_low, t_low, jax.random.normal(k_noise, x_low.shape))
+        y1, y2 = (None, None) if y is None else (y[:half], y[half:])
+        plain = model(x_t[:half], t[:half], y1, rng=label_rng)
+        joint = model(x_t[half:], t[half:], y2, x_low=x_low, t_low=t_low, rng=label_rng)
+        return jnp.concatenate([plain, joint])
+
     def _per_example_loss(self, model, x0, labels, rng, *, train: bool):
-        k_t, k_noise, k_label = jax.random.split(rng, 3)
+        k_t, k_noise, k_label, k_low = jax.random.split(rng, 4)
         b = x0.shape[0]
         t = jax.random.randint(k_t, (b,), 0, self.schedule.num_timesteps)
         noise = jax.random.normal(k_noise, x0.shape, x0.dtype)
         x_t = gd.q_sample(self.schedule, x0, t, noise)
         y = labels if model.num_classes else None
-        out = model(x_t, t, y, rng=k_label if train else None)
+        out = self._forward(model, x0, x_t, t, y, k_low, k_label if train else None)
         c = x0.shape[-1]
         pred = out[..., :c]
         if self.config.diffusion.prediction == "v":
@@ -147,11 +171,11 @@ class DiffusionFamily(Family):
         return {"loss": ((loss * mask).sum(), count), "mse": ((mse * mask).sum(), count)}
 
     # -------------------------------------------------------------- sampling
-    def denoiser(self, model, labels: jax.Array | None, guidance: float) -> gd.Denoiser:
-        """`fn(x_t, t) -> (eps, frac)` of `model` for `labels`, classifier-free guided
-        (`eps_u + guidance (eps_c - eps_u)` on every noise channel: the official
-        `forward_with_cfg` guides only the first three; the variance comes from the
-        conditional half)."""
+    def denoiser(self, model, labels: jax.Array | None, guidance: float, **extra) -> gd.Denoiser:
+        """`fn(x_t, t) -> (eps, frac)` of `model` for `labels` (and `extra` model inputs such
+        as Scale-DiT's `x_low`, `t_low`), classifier-free guided: `eps_u + guidance (eps_c -
+        eps_u)` on every noise channel (the official `forward_with_cfg` guides only the first
+        three); the variance comes from the conditional half."""
         pred_v = self.config.diffusion.prediction == "v"
 
         def split(out, x, t):
@@ -161,13 +185,13 @@ class DiffusionFamily(Family):
             return eps, (out[..., c:] if model.learn_sigma else None)
 
         if labels is None or guidance == 1.0:
-            return lambda x, t: split(model(x, t, labels), x, t)
+            return lambda x, t: split(model(x, t, labels, **extra), x, t)
         null = jnp.full_like(labels, model.null_class)
+        doubled = {k: jnp.concatenate([v, v]) for k, v in extra.items()}
 
         def guided(x, t):
-            out = model(
-                jnp.concatenate([x, x]), jnp.concatenate([t, t]), jnp.concatenate([labels, null])
-            )
+            twice = jnp.concatenate([x, x]), jnp.concatenate([t, t])
+            out = model(*twice, jnp.concatenate([labels, null]), **doubled)
             cond, uncond = jnp.split(out, 2)
             eps_c, frac = split(cond, x, t)
             eps_u, _ = split(uncond, x, t)
@@ -205,24 +229,40 @@ class DiffusionFamily(Family):
             model.null_class  # noqa: B018  (raises when the model has no null class)
         key_noise, key_steps = jax.random.split(jax.random.key(seed))
         noise = jax.random.normal(key_noise, (num, size, size, c))
+        y = None if labels is None else jnp.asarray(labels, jnp.int32)
+        if not isinstance(model, ScaleDiT) or size == h:
+            return np.asarray(self._run_sampler(model, noise, y, key_steps, guidance))
+        # Two stages: the training size, upsampled, re-noised to a late step, denoised at
+        # `size` anchored on the clean low-res image (t_low = 0).
+        if size % h:
+            raise ValueError(f"Scale-DiT samples at multiples of {h}, got {size}")
+        low = jnp.asarray(self.generate(model, labels, num=num, seed=seed, guidance=guidance))
+        start = int(round(cfg.renoise_fraction * (cfg.sample_steps - 1)))
+        t_start = jnp.full((num,), gd.timesteps(self.schedule, cfg.sample_steps)[start])
+        up = jax.image.resize(low, noise.shape, "bilinear")
+        x = gd.q_sample(self.schedule, up, t_start, noise)
+        extra = dict(x_low=low, t_low=jnp.zeros((num,), jnp.int32))
+        return np.asarray(self._run_sampler(model, x, y, key_steps, guidance, start, **extra))
+
+    def _run_sampler(self, model, x, labels, key, guidance, start=None, **extra):
+        cfg = self.config.diffusion
 
         @nnx.jit
-        def run(model, noise, labels, key):
-            fn = self.denoiser(model, labels, guidance)
+        def run(model, x, labels, key, extra):
             return gd.sample(
-                fn,
+                self.denoiser(model, labels, guidance, **extra),
                 self.schedule,
-                noise,
+                x,
                 key,
                 method=cfg.sampler,
                 num_steps=cfg.sample_steps,
                 eta=cfg.eta,
                 variance="learned" if model.learn_sigma else "large",
                 clip=cfg.clip and not self._latents(),
+                start_step=start,
             )
 
-        y = None if labels is None else jnp.asarray(labels, jnp.int32)
-        return np.asarray(run(model, noise, y, key_steps))
+        return run(model, x, labels, key, extra)
 
     def sample(self, model, out_dir, *, split, num, seed=0, guidance=None, resolution=None):
         """A PNG grid of `num` samples (labels cycling over the classes, one row per class

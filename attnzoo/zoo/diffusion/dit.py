@@ -73,7 +73,7 @@ def _ada_ln(width: int, chunks: int, dtype, rngs: nnx.Rngs) -> nnx.Linear:
     return dense(width, chunks * width, ("embed", None), kernel_init=_zeros, dtype=dtype, rngs=rngs)
 
 
-def _chunks(ada: nnx.Linear, c: jax.Array, n: int) -> list[jax.Array]:
+def ada_chunks(ada: nnx.Linear, c: jax.Array, n: int) -> list[jax.Array]:
     """`n` modulation tensors `[b, 1|t, D]` from `c` `[b, D]` or per token `[b, t, D]`."""
     out = ada(nnx.silu(c))
     out = out[:, None] if out.ndim == 2 else out
@@ -133,7 +133,9 @@ class DiTBlock(nnx.Module):
 
     def __call__(self, x: jax.Array, c: jax.Array, *, mask: Mask | None = None) -> jax.Array:
         """x `[b, t, D]`, c `[b, D]` or per token `[b, t, D]`, mask over `[t, t]`."""
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = _chunks(self.ada_ln, c, 6)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada_chunks(
+            self.ada_ln, c, 6
+        )
         h = modulate(self.norm1(x), shift_msa, scale_msa)
         x = x + gate_msa * self.attn(h, mask=mask)
         h = modulate(self.norm2(x), shift_mlp, scale_mlp)
@@ -150,7 +152,7 @@ class FinalLayer(nnx.Module):
         self.ada_ln = _ada_ln(width, 2, dtype, rngs)
 
     def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
-        shift, scale = _chunks(self.ada_ln, c, 2)
+        shift, scale = ada_chunks(self.ada_ln, c, 2)
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -219,12 +221,21 @@ class DiT(nnx.Module):
         if num_classes:
             self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob, rngs=rngs)
         block = functools.partial(
-            DiTBlock, hidden_size, num_heads, mlp_ratio, attention_impl=attention_impl, dtype=dtype
+            self.make_block,
+            hidden_size,
+            num_heads,
+            mlp_ratio,
+            attention_impl=attention_impl,
+            dtype=dtype,
         )
         self.blocks = nnx.List([block(rngs=rngs) for _ in range(depth)])
         self.final_layer = FinalLayer(
             hidden_size, patch_size, self.out_channels, dtype=dtype, rngs=rngs
         )
+
+    def make_block(self, *args, **kwargs) -> DiTBlock:
+        """One transformer block (subclasses adapt it)."""
+        return DiTBlock(*args, **kwargs)
 
     @property
     def null_class(self) -> int:
