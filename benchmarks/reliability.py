@@ -55,6 +55,11 @@ FAMILY_CASES = {
     "biformer_tiny_fmnist:smoke": {
         "stage lists of different lengths": ["--config.model.depths=(1, 1, 1, 1)"],
     },
+    "dit_s2_imagenet_latent:smoke": {
+        "patch not dividing the input": ["--config.model.patch_size=3"],
+        "unknown prediction": ["--config.diffusion.prediction=x0"],
+        "EMA decay of 1": ["--config.train.ema_decay=1.0"],
+    },
 }
 
 # overrides every config must refuse

@@ -9,6 +9,7 @@ from attnzoo.configs import list_configs, load_config
 from attnzoo.train_loops.trainer import Trainer
 
 NEEDS_DATA_DIR = {"vit_tiny_fmnist", "vit_tiny_fmnist_p4", "vit_spa_fmnist", "biformer_tiny_fmnist"}
+NEEDS_DATA_DIR |= {"dit_tiny_fmnist", "scale_dit_tiny_fmnist"}
 
 
 @pytest.mark.parametrize("name", list_configs())

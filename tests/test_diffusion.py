@@ -88,29 +88,70 @@ def test_linear_betas_match_the_official_schedule():
     np.testing.assert_allclose(np.diff(betas), (0.02 - 1e-4) / 999)
 
 
-def test_ema_update_and_engine_state(tmp_path):
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory):
+    """One EMA step of an unconditional DiT (random latents, 16 tokens), checkpointed with
+    2 sampling steps in its config: `(workdir, ema before, trainer, state)`."""
+    from attnzoo.train_loops.checkpointing import Checkpointer
+
+    workdir = str(tmp_path_factory.mktemp("dit_uncond"))
+    config = load_config("dit_s2_imagenet_latent:smoke")
+    config.model.update(patch_size=8, num_classes=0)
+    config.train.ema_decay = 0.5
+    config.diffusion.sample_steps = 2
+    trainer = Trainer(config, workdir)
+    state = trainer.init_state()
+    data = iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
+    before = jax.tree.map(np.asarray, state["ema"])
+    params_before = nnx.state(trainer.model(state["model"]), nnx.Param)
+    assert all(map(np.array_equal, jax.tree.leaves(before), jax.tree.leaves(params_before)))
+    state, _ = trainer.train_step(state, next(data))
+    checkpointer = Checkpointer(workdir, every=1, keep=1)
+    trainer.save(checkpointer, 1, state, data.get_state())
+    checkpointer.close()
+    return workdir, before, trainer, state
+
+
+def test_ema_update_and_engine_state(one_step_run):
     ema = {"w": jnp.array([1.0, 2.0])}
     np.testing.assert_allclose(ema_update(ema, {"w": jnp.array([3.0, 0.0])}, 0.75)["w"], [1.5, 1.5])
-
-    config = load_config("dit_s2_imagenet_latent:smoke")
-    config.train.ema_decay = 0.5
-    config.data.latent_shape = (8, 8, 4)  # 16 tokens: a cheap compile
-    trainer = Trainer(config, str(tmp_path))
-    state = trainer.init_state()
-    params = jax.tree.leaves
-    np.testing.assert_array_equal(
-        params(state["ema"])[0], params(nnx.state(trainer.model(state["model"]), nnx.Param))[0]
-    )
-    batch = next(
-        iter(trainer.family.make_dataset("train", train=True, process_index=0, process_count=1))
-    )
-    old_ema = jax.tree.map(np.asarray, state["ema"])
-    state, _ = trainer.train_step(state, batch)
-    new_params = nnx.state(trainer.model(state["model"]), nnx.Param)
-    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * np.asarray(p), old_ema, new_params)
-    for got, want in zip(params(state["ema"]), params(expected), strict=True):
+    _, before, trainer, state = one_step_run
+    params = nnx.state(trainer.model(state["model"]), nnx.Param)
+    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * np.asarray(p), before, params)
+    for got, want in zip(jax.tree.leaves(state["ema"]), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     # Evaluation and sampling read the average, not the raw params.
     inference = nnx.state(trainer.model(trainer.inference_state(state)), nnx.Param)
-    for got, want in zip(params(inference), params(state["ema"]), strict=True):
+    for got, want in zip(jax.tree.leaves(inference), jax.tree.leaves(state["ema"]), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_sample_cli_writes_a_grid(one_step_run, capsys):
+    from attnzoo import sample
+
+    sample.main([f"--workdir={one_step_run[0]}", "--num=3", "--seed=1"])
+    out = capsys.readouterr().out
+    assert "wrote 2 samples" in out and "grid.png" in out
+    images = np.load(f"{one_step_run[0]}/samples/samples.npz")["images"]
+    assert images.shape == (3, 32, 32, 4) and np.isfinite(images).all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--guidance=4"], "guidance needs a class-conditional model"),
+        (["--resolution=36"], "not a multiple of the patch size 8"),
+    ],
+)
+def test_sample_cli_refuses_bad_input(one_step_run, args, message):
+    from attnzoo import sample
+
+    with pytest.raises(ValueError, match=message):
+        sample.main([f"--workdir={one_step_run[0]}", *args])
+
+
+def test_sample_cli_without_checkpoint(tmp_path):
+    from attnzoo import sample
+
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        sample.main([f"--workdir={tmp_path}"])

@@ -4,8 +4,9 @@
 
 The official DiT-S/2 recipe (AdamW 1e-4 constant, no weight decay, batch 256, EMA 0.9999,
 hybrid MSE + VB loss). There is no ImageNet or VAE here: the data is `random_latents`
-(Gaussian latents and random labels of the right shapes), so this config checks shapes
+(random uniform latents and labels of the right shapes), so this config checks shapes
 and the training step only (smoke runs); it learns nothing meaningful.
+Embedded data: runs anywhere, no files needed.
 """
 
 from attnzoo.configs._common import with_variant
@@ -15,7 +16,7 @@ from attnzoo.zoo.diffusion.dit import PRESETS
 
 def get_config(arg: str | None = None):
     model = dict(name="dit_s2", **PRESETS["s2"], patch_size=2, learn_sigma=True)
-    c = diffusion_config(model, name="random_latents", latent_shape=(32, 32, 4), num_classes=1000)
+    c = diffusion_config(model, name="random_latents")
     c.model.class_dropout_prob = 0.1
     c.diffusion.clip = False
     c.schedule.update(name="constant", warmup_steps=0)

@@ -7,9 +7,7 @@ Config (`config.diffusion`): `num_timesteps` (1000), `beta_start`/`beta_end` (li
 for Scale-DiT `low_res_factor` (training: the low-res branch sees the image average-pooled
 by it) and `renoise_fraction` (two-stage sampling restarts at that fraction of the steps).
 Batches: `image` float32 `[b, H, W, C]` as the image pipeline makes it (standardised; mapped
-back to [-1, 1] here), `label` int32 `[b]`. Data `random_latents` (`data.latent_shape`,
-`data.num_classes`) draws Gaussian latents and random labels instead: a shape check for
-latent-space configs (smoke runs), not data to learn from.
+back to [-1, 1] here), `label` int32 `[b]`.
 
 Every random number of a training step (timesteps, noise, label dropout) comes from the
 step key, so a resumed run draws the same numbers.
@@ -37,34 +35,6 @@ def avg_pool(x: jax.Array, factor: int) -> jax.Array:
     return x.reshape(b, h // factor, factor, w // factor, factor, c).mean((2, 4))
 
 
-class RandomLatents:
-    """Endless batches `{image: N(0, 1) [b, *latent_shape], label: [b]}`, a pure function of
-    (seed, position) with grain's `get_state`/`set_state` (see module docstring)."""
-
-    def __init__(self, batch_size, latent_shape, num_classes, seed, repeat):
-        self.batch_size, self.shape, self.classes = batch_size, tuple(latent_shape), num_classes
-        self.seed, self.repeat, self.position = seed, repeat, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        if not self.repeat and self.position:
-            raise StopIteration
-        rng = np.random.default_rng((self.seed, self.position))
-        self.position += 1
-        return {
-            "image": rng.standard_normal((self.batch_size, *self.shape), np.float32),
-            "label": rng.integers(0, max(self.classes, 1), self.batch_size).astype(np.int32),
-        }
-
-    def get_state(self) -> dict:
-        return {"next_index": self.position}
-
-    def set_state(self, state: dict) -> None:
-        self.position = int(state["next_index"])
-
-
 class DiffusionFamily(Family):
     """DiT / Scale-DiT denoisers on images or latents (see module docstring)."""
 
@@ -76,34 +46,16 @@ class DiffusionFamily(Family):
             raise ValueError(f"diffusion.prediction={cfg.prediction!r} must be 'eps' or 'v'")
 
     # ------------------------------------------------------------------ data
-    def _latents(self) -> bool:
-        return self.config.data.name == "random_latents"
-
     def data_shape(self) -> tuple[tuple[int, int, int], int]:
-        """`((H, W, C), num_classes)` of the training data."""
+        """`((H, W, C), num_classes)` of the training data (after `data.pad_to`)."""
         cfg = self.config.data
-        if self._latents():
-            return tuple(cfg.latent_shape), cfg.num_classes
         info = data.dataset_info(cfg.name)
         h, w, c = info["image_shape"]
         size = cfg.get("pad_to", 0)
         return ((size, size, c) if size else (h, w, c)), info["num_classes"]
 
-    def make_dataset(self, split, *, train, process_index, process_count):
-        if not self._latents():
-            return super().make_dataset(
-                split, train=train, process_index=process_index, process_count=process_count
-            )
-        config = self.config
-        batch = config.train.batch_size if train else config.train.eval_batch_size
-        shape, classes = self.data_shape()
-        seed = (config.seed, int(train), process_index)
-        return RandomLatents(batch // process_count, shape, classes, seed, train)
-
     def to_model_space(self, images: jax.Array) -> jax.Array:
-        """Pipeline images (standardised pixels) -> [-1, 1]; latents pass unchanged."""
-        if self._latents():
-            return images
+        """Pipeline images (standardised pixels) -> [-1, 1]."""
         info = data.dataset_info(self.config.data.name)
         return (images * info["std"] + info["mean"]) * 2.0 - 1.0
 
@@ -258,7 +210,7 @@ class DiffusionFamily(Family):
                 num_steps=cfg.sample_steps,
                 eta=cfg.eta,
                 variance="learned" if model.learn_sigma else "large",
-                clip=cfg.clip and not self._latents(),
+                clip=cfg.clip,
                 start_step=start,
             )
 
