@@ -7,9 +7,9 @@
 attention: one attention layer (4 heads of 32, batch 1) over a high-res token grid of
 64², 128², 256² tokens, dense (`mask=None`) against Scale-DiT's joint sequence (radius-8
 window in window-first order + the low-res tokens of a 4x smaller grid), impl="xla":
-forward time (skipped where dense would take longer than `--max-dense-gflop`) and compiled
-peak temporary memory. Target (issue 10): Scale-DiT >= 2x faster with <= 1/4 of dense
-attention's peak memory at the largest grid.
+compiled peak memory (temporaries + output, XLA's memory analysis) and forward time (run
+only where that peak is below `--max-mib`). Target (issue 10): Scale-DiT >= 2x faster with
+<= 1/4 of dense attention's peak memory at the largest grid.
 
 quality: trains `dit_tiny_fmnist` for `--dit-steps` and the zoo classifier
 (`vit_tiny_fmnist`) for `--classifier-steps`, samples `--num-samples` guided images (classes
@@ -37,16 +37,16 @@ from attnzoo.layers.attention import attend  # noqa: E402
 from attnzoo.layers.masks import LocalWindow2D  # noqa: E402
 
 
-def attention_cost(side: int, mask, *, heads=4, head_dim=32, run: bool) -> tuple[float, float]:
-    """(forward seconds or nan, peak temp MiB) of one attention layer over `mask`'s tokens."""
+def attention_cost(side: int, mask, *, max_mib: float, heads=4, head_dim=32):
+    """(forward seconds or None when not run, peak MiB) of one attention layer."""
     n = side * side + (mask.num_anchors if mask is not None else 0)
     q = jax.ShapeDtypeStruct((1, n, heads, head_dim), jnp.float32)
     fn = jax.jit(lambda q, k, v: attend(q, k, v, mask=mask, impl="xla"))
     compiled = fn.lower(q, q, q).compile()
     memory = compiled.memory_analysis()
     mib = (memory.temp_size_in_bytes + memory.output_size_in_bytes) / 2**20
-    if not run:
-        return float("nan"), mib
+    if mib > max_mib:
+        return None, mib
     x = jax.random.normal(jax.random.key(0), q.shape)
     compiled(x, x, x).block_until_ready()
     start = time.perf_counter()
@@ -59,14 +59,13 @@ def part_attention(args) -> list:
     for side in (64, 128, 256):
         low = (side // 4) ** 2
         scale = LocalWithAnchors(LocalWindow2D((side, side), 8, window=(16, 16)), low)
-        dense_gflop = 4 * (side * side) ** 2 * 4 * 32 / 1e9
-        run_dense = dense_gflop <= args.max_dense_gflop
-        t_dense, m_dense = attention_cost(side, None, run=run_dense)
-        t_scale, m_scale = attention_cost(side, scale, run=True)
+        t_dense, m_dense = attention_cost(side, None, max_mib=args.max_mib)
+        t_scale, m_scale = attention_cost(side, scale, max_mib=args.max_mib)
+        skipped = f"not run (peak > {args.max_mib:g} MiB)"
         rows += [
-            (f"{side}² dense time s", t_dense if run_dense else "not run (too slow here)"),
-            (f"{side}² scale-dit time s", t_scale),
-            (f"{side}² speed-up", t_dense / t_scale if run_dense else "n/a"),
+            (f"{side}² dense time s", skipped if t_dense is None else t_dense),
+            (f"{side}² scale-dit time s", skipped if t_scale is None else t_scale),
+            (f"{side}² speed-up", t_dense / t_scale if t_dense and t_scale else "n/a"),
             (f"{side}² dense peak MiB", m_dense),
             (f"{side}² scale-dit peak MiB", m_scale),
             (f"{side}² memory ratio", m_scale / m_dense),
@@ -161,7 +160,7 @@ def part_quality(args) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("attention", "quality", "all"), default="all")
-    parser.add_argument("--max-dense-gflop", type=float, default=200.0)
+    parser.add_argument("--max-mib", type=float, default=4096.0)
     parser.add_argument("--dit-steps", type=int, default=300)
     parser.add_argument("--classifier-steps", type=int, default=200)
     parser.add_argument("--num-samples", type=int, default=200)
