@@ -5,7 +5,7 @@ import ml_collections
 from attnzoo.configs._common import base_config
 
 # A DiT small enough for one-step smoke runs.
-TINY_DIT = {"hidden_size": 32, "depth": 1, "num_heads": 2}
+TINY_DIT = {"hidden_size": 32, "depth": 1, "num_heads": 2, "patch_size": 4}
 
 
 def diffusion_config(model: dict, **data) -> ml_collections.ConfigDict:
