@@ -6,9 +6,9 @@
 `dit_tiny` (6 adaLN-Zero blocks, width 128, 4 heads) on 4x4 patches (64 tokens), epsilon
 prediction with fixed variance (no learned sigma), label dropout 0.1 for classifier-free
 guidance. AdamW 1e-3 (10x the official rate: the run is short), warmup + cosine, batch 128,
-EMA 0.999 (the official 0.9999 averages over more steps than this run takes). The step count is a guess for a
-30-minute CPU run, not verified; FID-FMNIST after a full run is not yet measured
-(benchmarks/diffusion.py).
+EMA 0.999 (the official 0.9999 averages over more steps than this run takes). The step
+count is a guess for a 30-minute CPU run, not verified; FID-FMNIST after a full run is not
+yet measured (benchmarks/diffusion.py).
 
 Needs the Fashion-MNIST files in `$ATTNZOO_DATA_DIR/images/fashion_mnist/`.
 """
