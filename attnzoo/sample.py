@@ -4,11 +4,14 @@
         [--split=test] [--num=4]
     python -m attnzoo.sample --workdir=runs/lm_tiny_shakespeare --prompt="ROMEO:" \
         [--max_new_tokens=200] [--temperature=0.8] [--top_k=0] [--top_p=1.0] [--seed=0]
+    python -m attnzoo.sample --workdir=runs/dit_tiny_fmnist --num=64 [--guidance=4] \
+        [--resolution=64] [--seed=0]
 
-Uses the run's best checkpoint (kept by `config.select`) if it has one, else its latest;
-the config defaults to the one saved in that checkpoint. Writes into WORKDIR/samples/
-(e.g. forecast plots for time series, generated text for language models) and prints the
-paths. Generation options are passed to samplers that take them (`Family.sample` keywords).
+Uses the run's best checkpoint (kept by `config.select`) if it has one, else its latest
+(its EMA params when the run keeps them); the config defaults to the one saved in that
+checkpoint. Writes into WORKDIR/samples/ (forecast plots, generated text, image grids...) and
+prints the paths. Sampling options go to samplers that take them (`Family.sample` keywords);
+a family whose sampler lacks one refuses it in one line.
 """
 
 import argparse
@@ -32,12 +35,23 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--top_k", type=int, default=None, help="keep the k likeliest (0 = all)")
     parser.add_argument("--top_p", type=float, default=None, help="nucleus mass (1 = all)")
     parser.add_argument("--seed", type=int, default=None, help="sampling seed")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale")
+    parser.add_argument("--resolution", type=int, default=None, help="output size (pixels)")
     args, rest = parser.parse_known_args(argv)
     if args.num < 1:
         raise cli.ConfigError(f"--num={args.num} must be at least 1")
     options = {
         k: getattr(args, k)
-        for k in ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed")
+        for k in (
+            "prompt",
+            "max_new_tokens",
+            "temperature",
+            "top_k",
+            "top_p",
+            "seed",
+            "guidance",
+            "resolution",
+        )
         if getattr(args, k) is not None
     }
     _check_options(options)
@@ -84,7 +98,7 @@ def main(argv: list[str]) -> None:
     out_dir = os.path.join(args.workdir, "samples")
     os.makedirs(out_dir, exist_ok=True)
     written = trainer.family.sample(
-        trainer.model(state["model"]),
+        trainer.model(trainer.inference_state(state)),
         out_dir,
         split=config.data.eval_split,
         num=args.num,
@@ -104,6 +118,8 @@ def _check_options(options: dict) -> None:
         raise cli.ConfigError(f"--top_k={options['top_k']} must be >= 0 (0 = no top-k)")
     if not 0 < options.get("top_p", 1.0) <= 1:
         raise cli.ConfigError(f"--top_p={options['top_p']} must be in (0, 1]")
+    if options.get("resolution", 1) < 1:
+        raise cli.ConfigError(f"--resolution={options['resolution']} must be positive")
 
 
 if __name__ == "__main__":

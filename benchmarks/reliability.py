@@ -84,6 +84,11 @@ FAMILY_CASES = {
         "zero heads": ["--config.model.num_heads=0"],
         "negative node2vec p": ["--config.data.spatial_embedding.p=-1.0"],
     },
+    "dit_s2_imagenet_latent:smoke": {
+        "patch not dividing the input": ["--config.model.patch_size=3"],
+        "unknown prediction": ["--config.diffusion.prediction=x0"],
+        "EMA decay of 1": ["--config.train.ema_decay=1.0"],
+    },
 }
 
 # overrides every config must refuse

@@ -12,6 +12,7 @@ NEEDS_DATA_DIR = {"vit_tiny_fmnist", "vit_tiny_fmnist_p4", "vit_spa_fmnist", "bi
 NEEDS_DATA_DIR |= {"tppgaze_nus", "oat_nus"}
 NEEDS_DATA_DIR |= {"lm_tiny_shakespeare", "lm_motif_tiny_shakespeare"}
 NEEDS_DATA_DIR |= {"gman_losloop", "gman_losloop_lap", "linear_losloop"}
+NEEDS_DATA_DIR |= {"dit_tiny_fmnist", "scale_dit_tiny_fmnist"}
 
 
 @pytest.mark.parametrize("name", list_configs())

@@ -180,6 +180,20 @@ class Augment(grain.transforms.RandomMap):
         return {**element, "image": image}
 
 
+class PadImages(grain.transforms.Map):
+    """uint8 batch images `[b, h, w, c]` zero-padded centrally to `[b, size, size, c]`."""
+
+    def __init__(self, size: int, image_shape: tuple[int, int, int]):
+        h, w, _ = image_shape
+        if size < max(h, w):
+            raise ValueError(f"pad_to={size} is smaller than the images ({h}x{w})")
+        top, left = (size - h) // 2, (size - w) // 2
+        self.pads = ((0, 0), (top, size - h - top), (left, size - w - left), (0, 0))
+
+    def map(self, element: dict) -> dict:
+        return {**element, "image": np.pad(element["image"], self.pads)}
+
+
 class Normalize(grain.transforms.Map):
     """uint8 batch → `{"image": (x / pixel_max - mean) / std (float32), "label": int32}`
     (vectorised: applied to whole batches, not per example)."""
@@ -218,6 +232,7 @@ def make_dataset(
     process_count: int = 1,
     drop_remainder: bool = True,
     augment: bool = False,
+    pad_to: int = 0,
     with_index: bool = False,
     prefetch: int = 0,
     in_memory: bool = True,
@@ -238,6 +253,8 @@ def make_dataset(
         the shard once; the last batch may be smaller, and shard sizes (hence batch
         counts) may differ by one between processes: see `num_examples`.
       augment: training augmentation of the dataset (translation, flips: `ImageFacts`).
+      pad_to: zero-pad (pixel value 0, before normalising) images centrally to
+        `pad_to x pad_to` (e.g. Fashion-MNIST 28 -> 32 for patch-2 diffusion); 0: as stored.
       with_index: also return `index`, each example's row in the original data.
       prefetch: batches prepared ahead in as many background threads (0: none, batches
         are computed on `next`).
@@ -275,6 +292,8 @@ def make_dataset(
         ds = ds.random_map(Augment(facts.augment_pad, facts.augment_flip))
     ds = ds[process_index::process_count]
     ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder)
+    if pad_to:
+        ds = ds.map(PadImages(pad_to, facts.image_shape))
     ds = ds.map(Normalize(facts.pixel_max, facts.mean, facts.std, with_index))
     read_options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
     return ds.to_iter_dataset(read_options)

@@ -13,7 +13,14 @@ class PatchEmbed(nnx.Module):
     """
 
     def __init__(
-        self, in_channels: int, features: int, patch_size: int, *, dtype=jnp.float32, rngs: nnx.Rngs
+        self,
+        in_channels: int,
+        features: int,
+        patch_size: int,
+        *,
+        kernel_init: nnx.Initializer = nnx.initializers.lecun_normal(),
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
     ):
         self.patch_size = patch_size
         fan_in = patch_size * patch_size * in_channels
@@ -21,16 +28,19 @@ class PatchEmbed(nnx.Module):
             fan_in,
             features,
             dtype=dtype,
-            kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("patch", "embed")),
+            kernel_init=nnx.with_partitioning(kernel_init, ("patch", "embed")),
             bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
             rngs=rngs,
         )
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        b, h, w, c = images.shape
-        p = self.patch_size
-        if h % p or w % p:
-            raise ValueError(f"image size {h}x{w} is not divisible by patch size {p}")
-        x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-        x = x.reshape(b, h // p, w // p, p * p * c)  # [b, gh, gw, p*p*c]
-        return self.proj(x)  # [b, gh, gw, embed]
+        return self.proj(patchify(images, self.patch_size))  # [b, gh, gw, embed]
+
+
+def patchify(images: jax.Array, p: int) -> jax.Array:
+    """`[b, H, W, C]` -> `[b, H/p, W/p, p*p*C]`, each patch's pixels ordered (row, col, C)."""
+    b, h, w, c = images.shape
+    if h % p or w % p:
+        raise ValueError(f"image size {h}x{w} is not divisible by patch size {p}")
+    x = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, h // p, w // p, p * p * c)

@@ -77,6 +77,7 @@ class Family(abc.ABC):
             process_count=process_count,
             drop_remainder=train,
             augment=train and cfg.get("augment", False),
+            pad_to=cfg.get("pad_to", 0),
         )
 
     def sample(self, model: nnx.Module, out_dir: str, *, split: str, num: int) -> list[str]:

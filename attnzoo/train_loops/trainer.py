@@ -4,7 +4,8 @@
 (born sharded inside `jax.jit`), then runs a jitted, donated train step built once with
 `nnx.split`/`nnx.merge`, with periodic evaluation, orbax checkpoints, logging and a
 NaN/Inf guard. Resume order: latest checkpoint in `workdir`, else `config.init_from`,
-else scratch.
+else scratch. With `config.train.ema_decay` > 0 the state also holds an exponential moving
+average of the params (`state["ema"]`, checkpointed), which evaluation and sampling use.
 """
 
 import contextlib
@@ -13,6 +14,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -57,6 +59,9 @@ class Trainer:
         partitioning.check_batch_size(config.train.batch_size, self.mesh)
         partitioning.check_batch_size(config.train.eval_batch_size, self.mesh)
         self.family = get_family(config, workdir)
+        self.ema_decay = float(config.train.get("ema_decay", 0.0))
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay={self.ema_decay} must be in [0, 1)")
         self.tx, self.schedule = make_optimizer(config, config.train.steps)
         with self._context():
             model, optimizer = nnx.eval_shape(self._init_modules)
@@ -64,6 +69,8 @@ class Trainer:
             self.model_def, abstract_model = nnx.split(model)
             self.opt_def, abstract_opt = nnx.split(optimizer)
             self.abstract_state = {"model": abstract_model, "opt": abstract_opt}
+            if self.ema_decay:
+                self.abstract_state["ema"] = nnx.state(model, nnx.Param)
             self.shardings = partitioning.state_shardings(self.abstract_state, self.mesh)
         self._train_step = jax.jit(
             self._step,
@@ -97,10 +104,18 @@ class Trainer:
 
         def init():
             model, optimizer = self._init_modules()
-            return {"model": nnx.state(model), "opt": nnx.state(optimizer)}
+            state = {"model": nnx.state(model), "opt": nnx.state(optimizer)}
+            if self.ema_decay:
+                state["ema"] = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
+            return state
 
         with self._context():
             return jax.jit(init, out_shardings=self.shardings)()
+
+    def inference_state(self, state: dict) -> nnx.State:
+        """The model state to evaluate and sample with: `state["model"]`, its params replaced
+        by their moving average when `train.ema_decay` is set."""
+        return nnx.merge_state(state["model"], state["ema"]) if "ema" in state else state["model"]
 
     def model(self, model_state: nnx.State) -> nnx.Module:
         """The NNX model holding `model_state` (`state["model"]`), in eval mode."""
@@ -118,7 +133,10 @@ class Trainer:
         optimizer.update(model, grads)
         aux = self.family.post_update(model, aux)
         metrics = {"loss": loss, **aux, "grad_norm": optax.tree.norm(grads), "lr": lr}
-        return {"model": nnx.state(model), "opt": nnx.state(optimizer)}, metrics
+        new_state = {"model": nnx.state(model), "opt": nnx.state(optimizer)}
+        if self.ema_decay:
+            new_state["ema"] = ema_update(state["ema"], nnx.state(model, nnx.Param), self.ema_decay)
+        return new_state, metrics
 
     def _eval(self, model_state, batch: dict):
         return self.family.eval_metrics(self.model(model_state), batch)
@@ -153,7 +171,9 @@ class Trainer:
                 local if local is not None else template, local_size, empty=local is None
             )
             with self._context():
-                sums = self._eval_step(state["model"], partitioning.global_batch(local, self.mesh))
+                sums = self._eval_step(
+                    self.inference_state(state), partitioning.global_batch(local, self.mesh)
+                )
             for name, (total, count) in jax.device_get(sums).items():
                 acc = totals.setdefault(name, [0.0, 0.0])
                 acc[0] += float(total)
@@ -203,6 +223,8 @@ class Trainer:
             model = nnx.merge(self.model_def, state["model"])
             report = load_pretrained(model, init_from.path, skip=tuple(init_from.get("skip", ())))
             state["model"] = nnx.state(model)
+            if self.ema_decay:  # the average starts from the loaded params
+                state["ema"] = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))
             if jax.process_index() == 0:
                 print(
                     f"init_from {init_from.path}: loaded {len(report['loaded'])} params, "
@@ -321,6 +343,11 @@ class Trainer:
         )
         when = f"step {step} (after its update)" if after else f"step {step}"
         raise NonFiniteLossError(f"loss became {loss} at {when}; stopped without saving ({kept})")
+
+
+def ema_update(ema: nnx.State, params: nnx.State, decay: float) -> nnx.State:
+    """`decay * ema + (1 - decay) * params`, leaf by leaf."""
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
 def _close_all(*resources) -> None:
