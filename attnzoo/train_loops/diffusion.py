@@ -38,8 +38,8 @@ def avg_pool(x: jax.Array, factor: int) -> jax.Array:
 class DiffusionFamily(Family):
     """DiT / Scale-DiT denoisers on images or latents (see module docstring)."""
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, workdir=None):
+        super().__init__(config, workdir)
         cfg = config.diffusion
         self.schedule = gd.Schedule(cfg.num_timesteps, cfg.beta_start, cfg.beta_end)
         if cfg.prediction not in ("eps", "v"):

@@ -38,8 +38,8 @@ def nll_sums(model, batch: dict, example_mask: jax.Array) -> dict[str, tuple]:
 class GazeFamily(Family):
     """Batches: see `attnzoo.data.scanpaths` (`image`, `fixations`, `valid`, ...)."""
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, workdir=None):
+        super().__init__(config, workdir)
         beam = config.get("sample", {}).get("beam_size", 0)
         if isinstance(beam, bool) or not isinstance(beam, int) or beam < 0:
             raise ValueError(f"sample.beam_size={beam!r} must be an int >= 0 (0: sampling)")

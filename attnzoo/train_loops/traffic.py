@@ -36,8 +36,8 @@ def masked_mae(pred, target):
 class TrafficFamily(Family):
     """Batches: `inputs` `[b, P, N]`, `targets` `[b, Q, N]` (raw), `time` `[b, P+Q, 2]`."""
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, workdir=None):
+        super().__init__(config, workdir)
         method = config.data.spatial_embedding.method
         if method not in EMBEDDINGS:
             raise ValueError(
