@@ -84,6 +84,18 @@ FAMILY_CASES = {
         "zero heads": ["--config.model.num_heads=0"],
         "negative node2vec p": ["--config.data.spatial_embedding.p=-1.0"],
     },
+    "lm_motif_tiny_shakespeare:smoke": {
+        "negative QK-Clip threshold": ["--config.optimizer.qk_clip=-1.0"],
+    },
+    "lm_moba_long:smoke": {
+        "MoBA selecting no block": ["--config.model.attention_options.moba.top_k=0"],
+    },
+    "gman_losloop_lap:smoke": {
+        "zero-dimensional spatial embedding": ["--config.data.spatial_embedding.dim=0"],
+    },
+    "scale_dit_tiny_fmnist:smoke": {
+        "negative window radius": ["--config.model.radius=-1"],
+    },
     "dit_s2_imagenet_latent:smoke": {
         "patch not dividing the input": ["--config.model.patch_size=3"],
         "unknown prediction": ["--config.diffusion.prediction=x0"],

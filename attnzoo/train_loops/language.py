@@ -61,6 +61,9 @@ class LanguageFamily(Family):
             raise ValueError(f"data.context_len={context!r} must be an int >= 1")
         if cfg.get("tokenizer") == "bpe" and not 256 < cfg.get("vocab_size", 0):
             raise ValueError(f"data.vocab_size={cfg.get('vocab_size')!r} must exceed 256 for bpe")
+        tau = config.optimizer.get("qk_clip", 0.0)
+        if not tau >= 0:
+            raise ValueError(f"optimizer.qk_clip={tau!r} must be >= 0 (0 = no QK-Clip)")
         self._check_context(cfg)
 
     @staticmethod

@@ -44,6 +44,9 @@ class TrafficFamily(Family):
                 f"data.spatial_embedding.method={method!r}; choose one of "
                 f"{', '.join(repr(m) for m in EMBEDDINGS)}"
             )
+        dim = config.data.spatial_embedding.get("dim", 1)
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"data.spatial_embedding.dim={dim!r} must be an int >= 1")
 
     def _data_dir(self):
         return self.config.data.get("data_dir") or None
