@@ -5,8 +5,10 @@ import os
 import shutil
 import tempfile
 
+from tests.helpers import FAST_COMPILE  # stdlib only: jax is not imported yet
+
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count=8 {FAST_COMPILE}"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One compilation cache for the session (and the CLIs it starts): smoke runs of configs

@@ -6,11 +6,14 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tests run tiny programs whose time is mostly compilation: skipping LLVM's optimisation
+# passes cuts the suite's CPU time by about a quarter (the numbers do not change).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
 
 
 def cli_env(devices: int = 8, **extra: str) -> dict:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     env["JAX_PLATFORMS"] = "cpu"
     env.update(extra)
     return env
