@@ -285,8 +285,8 @@ def test_attention_weights():
 def test_resolve_impl_rules():
     sparse = BlockSparse(4, 4, jnp.zeros((1, 1, 4, 1), jnp.int32))
     bias = jnp.zeros((1, 1, 1, 1))
-    # cpu: never pallas; any mask -> xla (cost follows the block lists)
-    assert resolve_impl(None, backend="cpu") == "reference"
+    # cpu: never pallas; without bias -> xla (block lists; no mask: cache-sized chunks)
+    assert resolve_impl(None, backend="cpu") == "xla"
     for mask in (Causal(), LocalWindow1D(2, 0), sparse, LocalWindow2D((4, 4), 1)):
         assert resolve_impl(mask, backend="cpu") == "xla"
     assert resolve_impl(LocalWindow1D(2, 0), bias=bias, backend="cpu") == "reference"
@@ -406,5 +406,5 @@ def test_auto_picks_cudnn_only_for_inputs_it_takes(monkeypatch):
     chosen.clear()
     attend(q, k, v, bias=jnp.zeros((1, 1, 8, 8)))
     assert chosen == ["_attend_reference"]
-    assert resolve_impl(None, backend="gpu", cudnn_ok=False, head_dims=(8, 4)) == "reference"
+    assert resolve_impl(None, backend="gpu", cudnn_ok=False, head_dims=(8, 4)) == "xla"
     assert resolve_impl(None, backend="gpu", cudnn_ok=False, head_dims=(64, 32)) == "pallas"

@@ -14,7 +14,9 @@ Implementations (``impl=``):
 
 * ``"reference"``: pure jnp on the materialised ``[b, hq, t, s]`` mask. The oracle.
 * ``"xla"``: pure jnp whose cost follows the mask's block lists, for every mask kind
-  (:mod:`attnzoo.layers.blocked_attention`). With a ``bias`` it uses the reference math.
+  (:mod:`attnzoo.layers.blocked_attention`); without a mask, dense attention in cache-sized
+  chunks (:mod:`attnzoo.layers.chunked_attention`). With a ``bias`` it uses the reference
+  math.
 * ``"cudnn"``: ``jax.nn.dot_product_attention(implementation=None)`` (cuDNN on GPU when it
   can, XLA otherwise) for ``None``, ``Causal``, ``LocalWindow1D``,
   ``Causal() & LocalWindow1D`` and ``Dense``; other masks raise ``ValueError``. Unlike ours,
@@ -33,6 +35,7 @@ import numpy as np
 
 from attnzoo import pallas_kernels
 from attnzoo.layers.blocked_attention import attend_blocked, group_heads
+from attnzoo.layers.chunked_attention import attend_chunked
 from attnzoo.layers.masks import (
     And,
     Causal,
@@ -197,8 +200,10 @@ def _static_offset(m) -> int | None:
 
 
 def _attend_xla(q, k, v, mask, scale, bias) -> jax.Array:
-    if mask is None or bias is not None:
+    if bias is not None:
         return _attend_reference(q, k, v, mask, scale, bias)
+    if mask is None:
+        return attend_chunked(q, k, v, scale)
     return attend_blocked(q, k, v, mask, scale)
 
 
@@ -248,7 +253,7 @@ def resolve_impl(
        (ours zeroes all ``-inf`` rows, cuDNN's would be NaN) and when ``cudnn_ok`` (the
        inputs pass :func:`cudnn_accepts`);
     2. ``"pallas"`` on gpu/tpu without bias when the head dims (q/k, v) fit the kernels;
-    3. ``"xla"`` for any mask without bias (cost follows the block lists);
+    3. ``"xla"`` without bias (cost follows the block lists; no mask: cache-sized chunks);
     4. ``"reference"`` otherwise.
     """
     backend = jax.default_backend() if backend is None else backend
@@ -259,7 +264,7 @@ def resolve_impl(
     dims_ok = head_dims is None or all(lo <= x <= hi for x in head_dims)
     if backend in pallas_kernels.BACKENDS and bias is None and dims_ok:
         return "pallas"
-    if mask is not None and bias is None:
+    if bias is None:
         return "xla"
     return "reference"
 

@@ -1,0 +1,59 @@
+"""Dense attention in cache-sized chunks (`attend(impl="xla")` without a mask) equals the
+materialised reference, values and gradients, however the rows are cut."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attnzoo.layers.attention import attend
+from attnzoo.layers.chunked_attention import attend_chunked
+from tests.test_attend import _max_intermediate
+
+
+def _normal(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+@pytest.mark.parametrize(
+    "b,t,s,hq,hkv,dv,chunk_bytes",
+    [
+        (3, 7, 11, 4, 2, 5, 4 * 7 * 2 * 11 * 3),  # 3 of the 6 (b, kv-head) rows per chunk
+        (5, 9, 9, 3, 1, 8, 4 * 9 * 3 * 9 * 2),  # 5 rows in chunks of 2: the last is padding
+        (2, 6, 6, 2, 2, 4, 1),  # one row per chunk
+        (2, 6, 6, 2, 2, 4, 2**20),  # all rows in one chunk: no map
+    ],
+)
+def test_chunked_equals_reference(b, t, s, hq, hkv, dv, chunk_bytes):
+    q, k = _normal((b, t, hq, 8), 0), _normal((b, s, hkv, 8), 1)
+    v, cot = _normal((b, s, hkv, dv), 2), _normal((b, t, hq, dv), 3)
+    scale = 0.3
+
+    def loss(fn):
+        return jax.jit(jax.value_and_grad(lambda *x: (fn(*x) * cot).sum(), argnums=(0, 1, 2)))
+
+    chunked = loss(lambda q, k, v: attend_chunked(q, k, v, scale, chunk_bytes=chunk_bytes))
+    reference = loss(lambda q, k, v: attend(q, k, v, scale=scale, impl="reference"))
+    (got, got_grads), (want, want_grads) = chunked(q, k, v), reference(q, k, v)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    out = attend_chunked(q, k, v, scale, chunk_bytes=chunk_bytes)
+    np.testing.assert_allclose(out, attend(q, k, v, scale=scale, impl="reference"), atol=2e-6)
+
+
+def test_chunks_bound_the_largest_intermediate():
+    """The [t, s] scores of 64 rows of 32 x 32 never exist at once: 8 rows per chunk."""
+    q = _normal((16, 32, 4, 8), 0)
+    grad = jax.grad(lambda q: attend_chunked(q, q, q, 1.0, chunk_bytes=32768).sum())
+    sizes = [_max_intermediate(jax.make_jaxpr(grad)(q))]  # sub-jaxprs (the map body) included
+    assert max(sizes) < 64 * 32 * 32  # the materialised scores
+    assert attend(q, q, q).dtype == jnp.float32  # the default path runs
+
+
+def test_bf16_output_dtype_and_float32_math():
+    q = _normal((2, 5, 2, 8), 0).astype(jnp.bfloat16)
+    out = attend_chunked(q, q, q, 8**-0.5, chunk_bytes=1)
+    want = attend(q, q, q, impl="reference")
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(out.astype(jnp.float32), want.astype(jnp.float32), atol=1e-2)
