@@ -11,13 +11,14 @@ import pytest
 from flax import nnx
 from scipy import io
 
-from attnzoo import data
+from attnzoo import create_model, data
 from attnzoo.configs import load_config
 from attnzoo.data import nus_scene, paths
 from attnzoo.data.scanpaths import human_scanpaths, load_split, make_scanpath_dataset
 from attnzoo.eval import scanpath_baselines as baselines
 from attnzoo.train_loops.family import get_family
 from attnzoo.zoo.gaze import mixtures
+from attnzoo.zoo.pretrained import Weights, _flatten, load_pretrained
 
 CONFIG = load_config("tppgaze_nus:smoke")  # its tiny model on the 128² NUS images
 
@@ -207,3 +208,31 @@ def test_oat_sampling_and_beam_search(oat):
         np.testing.assert_array_equal(steps[i, : n[i]], np.asarray(oat.regions(g_fix[i]))[: n[i]])
         assert n[i] == 5 or steps[i, n[i]] == oat.end_token
     assert (b_lik >= g_lik - 1e-4).all()
+
+
+def test_init_from_into_loads_a_zoo_vit_into_the_backbone():
+    """`init_from.into="backbone"`: a ViT's params (its classifier too, in the source) fill
+    the TPP backbone, which then computes that ViT's tokens; the rest stays as it was."""
+    model = get_family(CONFIG).build_model(rngs=nnx.Rngs(0))
+    vit = create_model(
+        "vit_tiny",
+        num_classes=10,
+        image_size=(128, 128),
+        patch_size=CONFIG.model.patch_size,
+        width=CONFIG.model.backbone_width,
+        depth=CONFIG.model.backbone_depth,
+        num_heads=CONFIG.model.backbone_heads,
+        mlp_dim=4 * CONFIG.model.backbone_width,
+        pool="gap",
+        rngs=nnx.Rngs(7),
+    )
+    weights = Weights(_flatten(nnx.to_pure_dict(nnx.state(vit, nnx.Param))), None, "vit")
+    image_proj = np.asarray(model.image_proj.kernel[...]).copy()
+    report = load_pretrained(model, weights, into="backbone")
+    assert report["loaded"] and not report["reset"]
+    images = jax.random.uniform(jax.random.key(1), (2, 128, 128, 3))
+    model.eval()  # the config's dropout off
+    np.testing.assert_allclose(model.backbone.tokens(images), vit.tokens(images), atol=1e-6)
+    np.testing.assert_array_equal(model.image_proj.kernel[...], image_proj)
+    with pytest.raises(ValueError, match="init_from.into='nope'"):
+        load_pretrained(model, weights, into="nope")

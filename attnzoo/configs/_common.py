@@ -43,7 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(
         {"shape": (-1, 1, 1), "axes": ("data", "fsdp", "model"), "rules": DEFAULT_RULES}
     )
-    c.init_from = ml_collections.ConfigDict({"path": "", "skip": ()})
+    # `into`: a submodule path to load into ("backbone": a zoo ViT into the gaze model)
+    c.init_from = ml_collections.ConfigDict({"path": "", "skip": (), "into": ""})
     # Best checkpoint by a validation metric and early stopping (train_loops/selection.py).
     c.select = ml_collections.ConfigDict({"split": "", "metric": "", "mode": "min", "patience": 0})
     return c

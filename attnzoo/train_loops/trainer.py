@@ -221,7 +221,12 @@ class Trainer:
         init_from = self.config.get("init_from", None)
         if init_from and init_from.get("path"):
             model = nnx.merge(self.model_def, state["model"])
-            report = load_pretrained(model, init_from.path, skip=tuple(init_from.get("skip", ())))
+            report = load_pretrained(
+                model,
+                init_from.path,
+                skip=tuple(init_from.get("skip", ())),
+                into=init_from.get("into", ""),
+            )
             state["model"] = nnx.state(model)
             if self.ema_decay:  # the average starts from the loaded params
                 state["ema"] = jax.tree.map(jnp.copy, nnx.state(model, nnx.Param))

@@ -148,9 +148,11 @@ def _source_grid(weights: Weights, n: int) -> tuple[int, int]:
 
 
 def load_pretrained(
-    model: nnx.Module, source: "str | Weights", *, skip: Sequence[str] = ()
+    model: nnx.Module, source: "str | Weights", *, skip: Sequence[str] = (), into: str = ""
 ) -> dict:
-    """Copies params (and BatchNorm statistics) of `source` into `model` in place.
+    """Copies params (and BatchNorm statistics) of `source` into `model` in place; with
+    `into` ("backbone", "a/b"), into that submodule of `model` (e.g. a zoo ViT checkpoint
+    into the gaze model's ViT backbone; its paths are then relative to the submodule).
 
     Learned position embeddings whose shape differs are resampled (2-D bilinear over the
     token grid, 1-D linear over the sequence). A param is kept at its fresh initialisation
@@ -159,7 +161,11 @@ def load_pretrained(
     Returns `{"loaded", "resampled", "reset", "kept"}` lists of paths.
     """
     weights = source if isinstance(source, Weights) else read_weights(source)
-    spec = registry.model_spec(model)
+    for part in into.split("/") if into else ():
+        if not isinstance(getattr(model, part, None), nnx.Module):
+            raise ValueError(f"init_from.into={into!r}: the model has no submodule {part!r}")
+        model = getattr(model, part)
+    spec = registry.model_spec(model) or (weights.spec if into else None)
     arch = registry.get_architecture(spec["name"]) if spec else registry.Architecture(None)
     params = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
     report = {"loaded": [], "resampled": [], "reset": [], "kept": []}
