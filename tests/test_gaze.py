@@ -188,6 +188,7 @@ def test_oat_sampling_and_beam_search(oat):
         oat, images, jax.random.key(0)
     )
     assert (np.asarray(valid)[:, :-1] >= np.asarray(valid)[:, 1:]).all()  # a prefix
+    assert np.asarray(valid)[:, 0].all()  # at least one fixation
     np.testing.assert_allclose(np.asarray(fix[..., :2]) * 4 % 1, 0.5, atol=1e-6)  # centres
 
     @nnx.jit
@@ -200,10 +201,13 @@ def test_oat_sampling_and_beam_search(oat):
             m.beam_search(x, beam_size=1, max_len=5),
             m.beam_search(x, beam_size=4, max_len=5),
         )
-        return greedy, m(x, greedy[0]).argmax(-1), log_lik(*greedy), log_lik(*beam)
+        return greedy, m(x, greedy[0]), log_lik(*greedy), log_lik(*beam)
 
-    (g_fix, g_valid), steps, g_lik, b_lik = jax.tree.map(np.asarray, searches(oat, images))
-    n = g_valid.sum(-1)
+    (g_fix, g_valid), logits, g_lik, b_lik = jax.tree.map(np.asarray, searches(oat, images))
+    logits = logits.copy()
+    logits[:, 0, oat.end_token] = -np.inf  # the end cannot come first
+    steps, n = logits.argmax(-1), g_valid.sum(-1)
+    assert (n >= 1).all()
     for i in range(3):  # greedy: every kept step is the argmax, then the end (or full)
         np.testing.assert_array_equal(steps[i, : n[i]], np.asarray(oat.regions(g_fix[i]))[: n[i]])
         assert n[i] == 5 or steps[i, n[i]] == oat.end_token

@@ -145,6 +145,10 @@ class OAT(nnx.Module):
             regions, ended, key = carry
             key, sub = jax.random.split(key)
             logits = self.decode(memory, regions)[:, t]  # position t reads regions < t
+            # a scanpath has at least one fixation (every human one does)
+            logits = jnp.where(
+                (t == 0) & (jnp.arange(logits.shape[-1]) == self.end_token), -jnp.inf, logits
+            )
             token = jax.random.categorical(sub, logits)
             # ended[:, t - 1] is ended[:, -1], still False, at t = 0.
             ended = ended.at[:, t].set(ended[:, t - 1] | (token == self.end_token))
@@ -170,6 +174,7 @@ class OAT(nnx.Module):
             # Only the end may follow a full scanpath; a finished hypothesis continues
             # once, unchanged, at no cost.
             logp = jnp.where(t == max_len, jnp.where(end, 0.0, -jnp.inf), logp)
+            logp = jnp.where((t == 0) & end, -jnp.inf, logp)  # at least one fixation
             logp = jnp.where(done[..., None], jnp.where(end, 0.0, -jnp.inf), logp)
             scores, flat = jax.lax.top_k((scores[..., None] + logp).reshape(b, k * s), k)
             parent, token = jnp.divmod(flat, s)
