@@ -112,27 +112,36 @@ def _mesh(config) -> None:
             raise ConfigError(f"--config.{key}={_get(config, key)} is not valid: {e}") from None
 
 
-def _model(config) -> None:
+def _model(config) -> nnx.Module:
+    """The model's abstract (shape-only) instance: it builds from these settings."""
     try:
         family = get_family(config)  # a family checks its own fields here
     except ValueError as e:
         raise ConfigError(f"--config.{e}") from None
     try:
         with nnx.use_eager_sharding(False):
-            nnx.eval_shape(lambda: family.build_model(rngs=nnx.Rngs(0)))
+            return nnx.eval_shape(lambda: family.build_model(rngs=nnx.Rngs(0)))
     except (ValueError, TypeError) as e:
         raise ConfigError(
             f"--config.model ({config.model.name}) cannot be built: {' '.join(str(e).split())}"
         ) from None
 
 
-def _init_from(config) -> None:
+def _init_from(config, model: nnx.Module) -> None:
     """`init_from.path`: a pretrained tag (its file cached or fetchable), a `.safetensors`
-    release or a run's checkpoint directory."""
+    release or a run's checkpoint directory; `init_from.into`: a submodule of `model`."""
     from attnzoo.zoo.hub import cache_dir
+    from attnzoo.zoo.pretrained import submodule
     from attnzoo.zoo.weights import get_weights
 
     path = config.get("init_from", {}).get("path", "")
+    into = config.get("init_from", {}).get("into", "")
+    if into and not path:
+        raise ConfigError(f"init_from.into={into!r} needs init_from.path (what to load)")
+    try:
+        submodule(model, into)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if not path:
         return
     tags = list_models(pretrained=True)
@@ -161,8 +170,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _selection(config)
     _splits(config)
     _mesh(config)
-    _model(config)
-    _init_from(config)
+    _init_from(config, _model(config))
 
 
 def identity(config: ml_collections.ConfigDict) -> dict:

@@ -62,6 +62,11 @@ FAMILY_CASES = {
         "patch not dividing image": ["--config.model.patch_size=48"],
         "no position components": ["--config.model.position_components=0"],
         "not a scanpath dataset": ["--config.data.name=digits"],
+        "init_from.into without a path": ["--config.init_from.into=backbone"],
+        "init_from.into a missing submodule": [
+            "--config.init_from.path=vit_tiny.nope",
+            "--config.init_from.into=nope",
+        ],
     },
     "oat_nus:smoke": {
         "no decoder layer": ["--config.model.decoder_depth=0"],

@@ -147,6 +147,15 @@ def _source_grid(weights: Weights, n: int) -> tuple[int, int]:
     return side, side
 
 
+def submodule(model: nnx.Module, into: str) -> nnx.Module:
+    """The submodule of `model` at path `into` ("backbone", "a/b"; "" = `model` itself)."""
+    for part in into.split("/") if into else ():
+        if not isinstance(getattr(model, part, None), nnx.Module):
+            raise ValueError(f"init_from.into={into!r}: the model has no submodule {part!r}")
+        model = getattr(model, part)
+    return model
+
+
 def load_pretrained(
     model: nnx.Module, source: "str | Weights", *, skip: Sequence[str] = (), into: str = ""
 ) -> dict:
@@ -161,10 +170,7 @@ def load_pretrained(
     Returns `{"loaded", "resampled", "reset", "kept"}` lists of paths.
     """
     weights = source if isinstance(source, Weights) else read_weights(source)
-    for part in into.split("/") if into else ():
-        if not isinstance(getattr(model, part, None), nnx.Module):
-            raise ValueError(f"init_from.into={into!r}: the model has no submodule {part!r}")
-        model = getattr(model, part)
+    model = submodule(model, into)
     spec = registry.model_spec(model) or (weights.spec if into else None)
     arch = registry.get_architecture(spec["name"]) if spec else registry.Architecture(None)
     params = nnx.state(model, nnx.Any(nnx.Param, nnx.BatchStat))
