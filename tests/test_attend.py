@@ -144,8 +144,13 @@ def _xla_cases():
     }
 
 
+@pytest.mark.parametrize("path", ["dispatched", "blocked"])
 @pytest.mark.parametrize("name", list(_xla_cases()))
-def test_xla_matches_reference(name):
+def test_xla_matches_reference(name, path, monkeypatch):
+    """impl="xla" as dispatched (these short sequences run chunked unless the mask is
+    block-sparse) and with every mask forced through the tile path."""
+    if path == "blocked":
+        monkeypatch.setattr(attention, "DENSE_ENOUGH", float("inf"))
     t, s, mask, hkv = _xla_cases()[name]
     q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
     cot = normal((2, t, 4, 8), 3)

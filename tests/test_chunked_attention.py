@@ -1,5 +1,6 @@
-"""Dense attention in cache-sized chunks (`attend(impl="xla")` without a mask) equals the
-materialised reference, values and gradients, however the rows are cut."""
+"""Attention in cache-sized chunks (`attend(impl="xla")` without a mask or with a nearly
+dense one) equals the materialised reference, values and gradients, however the rows and
+queries are cut."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,8 @@ import pytest
 
 from attnzoo.layers.attention import attend
 from attnzoo.layers.chunked_attention import attend_chunked
-from tests.test_attend import _max_intermediate
+from attnzoo.layers.masks import Causal
+from tests.test_attend import _max_intermediate, _xla_cases, qkv
 
 
 def _normal(shape, seed):
@@ -57,3 +59,40 @@ def test_bf16_output_dtype_and_float32_math():
     want = attend(q, q, q, impl="reference")
     assert out.dtype == jnp.bfloat16
     np.testing.assert_allclose(out.astype(jnp.float32), want.astype(jnp.float32), atol=1e-2)
+
+
+# The masks of test_attend's xla cases whose pointwise form is exact (not block-sparse).
+_MASKED = [n for n, case in _xla_cases().items() if case[2].block_multiple() is None]
+
+
+@pytest.mark.parametrize("cut", ["whole", "rows", "queries"])
+@pytest.mark.parametrize("name", _MASKED)
+def test_masked_chunks_equal_reference(name, cut):
+    """Masks evaluated inside each chunk from their pointwise form (operands per batch, per
+    head, traced offsets): all rows at once, 3 rows per chunk, or a row's queries cut in 7s
+    (40 = 5 x 7 + 5: the last query chunk padded)."""
+    t, s, mask, hkv = _xla_cases()[name]
+    q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
+    cot = _normal((2, t, 4, 8), 3)
+    g = 4 // hkv
+    chunk_bytes = {"whole": 2**30, "rows": 3 * g * t * s * 4, "queries": 7 * g * s * 4}[cut]
+    pointwise = mask.pointwise()
+
+    def loss(fn):
+        return jax.jit(jax.value_and_grad(lambda *x: (fn(*x) * cot).sum(), argnums=(0, 1, 2)))
+
+    chunked = loss(lambda q, k, v: attend_chunked(q, k, v, 0.3, pointwise, chunk_bytes=chunk_bytes))
+    reference = loss(lambda q, k, v: attend(q, k, v, mask=mask, scale=0.3, impl="reference"))
+    (got, got_grads), (want, want_grads) = chunked(q, k, v), reference(q, k, v)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g_, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g_, w, rtol=1e-5, atol=1e-5)
+
+
+def test_long_rows_are_cut_by_queries():
+    """One 512 x 512 causal row (1 MB of scores) in 64 KB chunks: no intermediate holds more
+    than a chunk of queries' scores, forward or backward."""
+    q = _normal((1, 512, 1, 8), 0)
+    mask = Causal().pointwise()
+    grad = jax.grad(lambda q: attend_chunked(q, q, q, 1.0, mask, chunk_bytes=65536).sum())
+    assert _max_intermediate(jax.make_jaxpr(grad)(q)) <= 65536 // 4

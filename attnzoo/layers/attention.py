@@ -14,9 +14,10 @@ Implementations (``impl=``):
 
 * ``"reference"``: pure jnp on the materialised ``[b, hq, t, s]`` mask. The oracle.
 * ``"xla"``: pure jnp whose cost follows the mask's block lists, for every mask kind
-  (:mod:`attnzoo.layers.blocked_attention`); without a mask, dense attention in cache-sized
-  chunks (:mod:`attnzoo.layers.chunked_attention`). With a ``bias`` it uses the reference
-  math.
+  (:mod:`attnzoo.layers.blocked_attention`); without a mask, or with a mask whose tiles
+  cover at least :data:`DENSE_ENOUGH` of ``[T, S]`` (causal, short sequences), attention in
+  cache-sized chunks with the mask evaluated per chunk
+  (:mod:`attnzoo.layers.chunked_attention`). With a ``bias`` it uses the reference math.
 * ``"cudnn"``: ``jax.nn.dot_product_attention(implementation=None)`` (cuDNN on GPU when it
   can, XLA otherwise) for ``None``, ``Causal``, ``LocalWindow1D``,
   ``Causal() & LocalWindow1D`` and ``Dense``; other masks raise ``ValueError``. Unlike ours,
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnzoo import pallas_kernels
-from attnzoo.layers.blocked_attention import attend_blocked, group_heads
+from attnzoo.layers.blocked_attention import attend_blocked, group_heads, tile_fraction
 from attnzoo.layers.chunked_attention import attend_chunked
 from attnzoo.layers.masks import (
     And,
@@ -58,6 +59,11 @@ __all__ = [
 
 MASK_VALUE = pallas_kernels.MASK_VALUE
 IMPLS = ("auto", "reference", "xla", "cudnn", "pallas")
+# impl="xla": a mask whose tiles cover at least this fraction of [T, S] runs the chunked dense
+# path with the mask evaluated in each chunk (cheaper than gathering tiles).
+# Measured fwd+bwd (benchmarks/README.md): causal masks (>= 0.53 of the tiles) run faster
+# chunked at every length from 256 to 8k tokens; windows covering <= 1/3 run faster blocked.
+DENSE_ENOUGH = 0.5
 
 
 # ----------------------------------------------------------------------------- checks
@@ -204,6 +210,9 @@ def _attend_xla(q, k, v, mask, scale, bias) -> jax.Array:
         return _attend_reference(q, k, v, mask, scale, bias)
     if mask is None:
         return attend_chunked(q, k, v, scale)
+    t, s = q.shape[1], k.shape[1]
+    if mask.block_multiple() is None and tile_fraction(mask, t, s) >= DENSE_ENOUGH:
+        return attend_chunked(q, k, v, scale, mask.pointwise())
     return attend_blocked(q, k, v, mask, scale)
 
 

@@ -20,7 +20,14 @@ from attnzoo.layers.masks import LocalWindow1D, LocalWindow2D, Mask
 from attnzoo.pallas_kernels.block_lists import is_concrete
 from attnzoo.pallas_kernels.tiles import MASK_VALUE
 
-__all__ = ["attend_blocked", "group_heads", "pad_axis1", "xla_blocks"]
+__all__ = [
+    "attend_blocked",
+    "group_heads",
+    "masked_exp",
+    "pad_axis1",
+    "tile_fraction",
+    "xla_blocks",
+]
 
 _MAX_BLOCK = 512  # dense-ish masks: few, large tiles
 _MAX_LOCAL_BLOCK = 128  # local windows: tiles about the window's size
@@ -69,22 +76,33 @@ def xla_blocks(mask: Mask, t: int, s: int) -> tuple[int, int]:
     return min(block, _pow2_ceil(t)), min(block, _pow2_ceil(s))
 
 
+def tile_fraction(mask: Mask, t: int, s: int) -> float:
+    """The share of the ``[T, S]`` tiles :func:`attend_blocked` visits for ``mask`` (static;
+    an upper bound when the lists are traced)."""
+    bq, bk = xla_blocks(mask, t, s)
+    nq, nk = -(-t // bq), -(-s // bk)
+    lists = mask.static_block_lists(t, s, bq, bk)
+    if lists is None:
+        return min(mask.max_k_bound(t, s, bq, bk), nk) / nk
+    return float(np.sum(lists.counts)) / (nq * nk)
+
+
 @jax.custom_vjp
-def _masked_exp(x, ok):
+def masked_exp(x, ok):
     """``where(ok, exp(x), 0)`` whose backward keeps only the result (one tile-sized buffer)."""
     return jnp.where(ok, jnp.exp(x), 0.0)
 
 
-def _masked_exp_fwd(x, ok):
-    p = _masked_exp(x, ok)
+def masked_exp_fwd(x, ok):
+    p = masked_exp(x, ok)
     return p, p
 
 
-def _masked_exp_bwd(p, g):
+def masked_exp_bwd(p, g):
     return g * p, None
 
 
-_masked_exp.defvjp(_masked_exp_fwd, _masked_exp_bwd)
+masked_exp.defvjp(masked_exp_fwd, masked_exp_bwd)
 
 
 def _tile_list(lists, nq: int):
@@ -149,7 +167,7 @@ def attend_blocked(q, k, v, mask: Mask, scale: float) -> jax.Array:
     tile_max = jnp.max(jnp.where(ok, logits, MASK_VALUE), axis=-1)  # [b, hkv, g, P, bq]
     row_max = jax.ops.segment_max(jnp.moveaxis(tile_max, 3, 0), q_ids, nq, indices_are_sorted=True)
     row_max = jnp.moveaxis(jax.lax.stop_gradient(row_max)[q_ids], 0, 3)[..., None]
-    p = _masked_exp(logits - row_max, ok)  # [b, hkv, g, P, bq, bk]
+    p = masked_exp(logits - row_max, ok)  # [b, hkv, g, P, bq, bk]
     denom = jax.ops.segment_sum(
         jnp.moveaxis(p.sum(-1), 3, 0), q_ids, nq, indices_are_sorted=True
     )  # [nq, b, hkv, g, bq]
