@@ -2,15 +2,19 @@
 MoBA against dense causal attention at long context, and train-step FLOP/s.
 
     ATTNZOO_DATA_DIR=../shared/data .venv/bin/python benchmarks/language.py \
-        [--variants dense diff motif moh] [--steps 2000] [--minutes 20] \
-        [--moba_lengths 8192 16384] --out language.json
+        [--variants dense diff motif moh moba] [--steps 2000] [--stop_after N] \
+        [--minutes 20] [--moba_lengths 8192 16384] --out language.json
 
 (1) Each variant trains with the real engine step from the same seed, data order and
-budget (`--steps`, or fewer if `--minutes` runs out first): dense = `lm_tiny_shakespeare`,
-diff / moh = the same config with that attention kind, motif = `lm_motif_tiny_shakespeare`
-(GDA + PolyNorm + MuonClip). Per variant: parameters, steps, validation loss / bits per
-byte, training tokens/s (steady state, compile excluded). Targets: motif below dense;
-dense < 1.60 validation loss within 20 minutes here.
+budget (a schedule of `--steps`, stopped after `--stop_after` steps or when `--minutes`
+run out, whichever comes first): dense = `lm_tiny_shakespeare`, diff / moh = the same
+config with that attention kind, motif = `lm_motif_tiny_shakespeare` (GDA + PolyNorm +
+MuonClip), moba = the dense config with MoBA scaled to this short context (blocks of 32 of
+the 256 bytes, own block + top-2 past: at most 3 of 8 blocks; the published 8K setting is 3
+of 16).
+Per variant: parameters, steps, validation loss / bits per byte, training tokens/s (steady
+state, compile excluded). Targets: motif below dense; dense < 1.60 validation loss within
+20 minutes here; MoBA within 2% of dense.
 (2) One attention layer (width 256, 4 heads) at each `--moba_lengths` context: forward +
 backward seconds and attention FLOPs of MoBA (block 512, top-3, the published 8K setting)
 vs dense causal.
@@ -37,23 +41,30 @@ from attnzoo.layers.attention_kinds import ATTENTION_KINDS, attention_kind  # no
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 from attnzoo.zoo.language.generation import generate  # noqa: E402
 
-VARIANTS = {  # name -> (config, overrides, attention kinds it needs)
-    "dense": ("lm_tiny_shakespeare", {}, ("dense",)),
-    "diff": ("lm_tiny_shakespeare", {"model.attention": "diff"}, ("diff",)),
-    "motif": ("lm_motif_tiny_shakespeare", {}, ("gda",)),
-    "moh": ("lm_tiny_shakespeare", {"model.attention": "moh"}, ("moh",)),
-}
 MOBA = {"block_size": 512, "top_k": 3}
+MOBA_SHORT = {"block_size": 32, "top_k": 3}
+VARIANTS = {  # name -> (config, model fields changed, attention kinds it needs)
+    "dense": ("lm_tiny_shakespeare", {}, ("dense",)),
+    "diff": ("lm_tiny_shakespeare", {"attention": "diff"}, ("diff",)),
+    "motif": ("lm_motif_tiny_shakespeare", {}, ("gda",)),
+    "moh": ("lm_tiny_shakespeare", {"attention": "moh"}, ("moh",)),
+    "moba": (
+        "lm_tiny_shakespeare",
+        {"attention": "moba", "attention_options": {"moba": MOBA_SHORT}},
+        ("moba",),
+    ),
+}
 
 
 def count_params(trainer) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainer.abstract_state["model"]))
 
 
-def train_variant(name: str, steps: int, minutes: float, overrides: dict) -> dict:
-    config_name, variant_overrides, _ = VARIANTS[name]
+def train_variant(name: str, steps: int, stop_after: int, minutes: float, overrides: dict) -> dict:
+    config_name, model_fields, _ = VARIANTS[name]
     config = load_config(config_name)
-    apply_overrides(config, {**variant_overrides, **overrides})
+    config.model.update(model_fields)
+    apply_overrides(config, overrides)
     config.train.steps = steps  # the schedule's length
     with tempfile.TemporaryDirectory() as work:
         trainer = Trainer(config, work)
@@ -65,7 +76,7 @@ def train_variant(name: str, steps: int, minutes: float, overrides: dict) -> dic
         state, metrics = trainer.train_step(state, batch)  # compile
         jax.block_until_ready(metrics["loss"])
         start, done = time.perf_counter(), 1
-        while done < steps and time.perf_counter() - start < 60 * minutes:
+        while done < stop_after and time.perf_counter() - start < 60 * minutes:
             state, metrics = trainer.train_step(state, next(data))
             done += 1
         jax.block_until_ready(metrics["loss"])
@@ -123,7 +134,8 @@ class Rows(list):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=2000, help="the schedule's length")
+    parser.add_argument("--stop_after", type=int, default=None, help="steps to train (<= --steps)")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time per variant")
     parser.add_argument("--moba_lengths", nargs="*", type=int, default=[8192, 16384])
     parser.add_argument("--override", nargs="*", default=[], help="KEY=VALUE config overrides")
@@ -140,7 +152,8 @@ def main() -> None:
             extra["missing"].append(f"{name}: attention kind(s) {missing} not registered")
             rows.append((f"{name}", f"missing kind {missing}"))
             continue
-        result = train_variant(name, args.steps, args.minutes, overrides)
+        stop_after = min(args.stop_after or args.steps, args.steps)
+        result = train_variant(name, args.steps, stop_after, args.minutes, overrides)
         extra["samples"][name] = result.pop("sample")
         for key, value in result.items():
             rows.append((f"{name} {key}", value))

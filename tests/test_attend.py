@@ -124,6 +124,8 @@ def _xla_cases():
     per_head = jnp.asarray(rng.integers(-1, 5, (1, 4, 5, 2)), jnp.int32)
     ids = jnp.asarray(np.repeat(np.arange(4), 10)[None].repeat(2, 0))
     dense = jnp.asarray(rng.random((2, 1, 40, 40)) < 0.3)
+    per_token = jnp.asarray(rng.integers(-1, 5, (2, 4, 40, 2)), jnp.int32)  # MoBA-like
+    per_pair = jnp.asarray(rng.integers(-1, 5, (1, 4, 19, 3)), jnp.int32)
     return {
         # name: (t, s, mask, kv heads); query heads are 4
         "local": (40, 40, LocalWindow1D(3, 2), 2),
@@ -139,6 +141,8 @@ def _xla_cases():
         "sparse_per_head": (40, 35, BlockSparse(8, 8, per_head), 2),
         "sparse_per_head_mqa": (40, 35, BlockSparse(8, 8, per_head), 1),
         "sparse_causal": (37, 37, BlockSparse(8, 8, shared) & Causal(), 1),
+        "routed_per_token_causal": (40, 40, Causal() & BlockSparse(1, 8, per_token), 2),
+        "routed_per_pair": (37, 37, BlockSparse(2, 8, per_pair), 2),
         "local2d": (36, 36, LocalWindow2D((6, 6), 1), 2),
         "local2d_window_first": (36, 36, LocalWindow2D((6, 6), 1, window=(3, 3)), 2),
     }
@@ -148,9 +152,10 @@ def _xla_cases():
 @pytest.mark.parametrize("name", list(_xla_cases()))
 def test_xla_matches_reference(name, path, monkeypatch):
     """impl="xla" as dispatched (these short sequences run chunked unless the mask is
-    block-sparse) and with every mask forced through the tile path."""
+    block-sparse with few tiles) and with every mask forced through the tile path."""
     if path == "blocked":
         monkeypatch.setattr(attention, "DENSE_ENOUGH", float("inf"))
+        monkeypatch.setattr(attention, "ROUTED_ROWS", 0)
     t, s, mask, hkv = _xla_cases()[name]
     q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
     cot = normal((2, t, 4, 8), 3)

@@ -13,7 +13,9 @@ mask is a small frozen dataclass that can
   ``block_lists(q_len, kv_len, block_q, block_k)`` -> :class:`BlockLists` (exact), and
   ``tile_lists(...)`` (what kernels visit: the same, or a cheap superset for combinations),
   so kernels skip empty tiles. ``max_k`` (the list width) is a static Python int.
-  ``BlockSparse`` is exact only at tiles dividing its blocks (``block_multiple()``).
+  ``BlockSparse`` is exact only at tiles dividing its blocks (``block_multiple()``);
+  ``pointwise_rows(q_len)`` is exact at any tiling that keeps whole key rows (the xla
+  path's chunks).
 
 Positions are absolute: query ``i`` is row ``i`` of ``q``, key ``j`` is row ``j`` of ``k``.
 ``None`` means full attention everywhere in the API (see :func:`dense_mask`,
@@ -184,6 +186,14 @@ class Mask:
     def pointwise(self) -> Pointwise:
         """The mask as a pointwise function of positions and operands (kernels, xla path)."""
         raise NotImplementedError
+
+    def pointwise_rows(self, q_len: int) -> Pointwise:
+        """The pointwise form, exact for any mask, for evaluators that see whole key rows
+        (``k_pos`` = every key) and slice operands by query only: operands may be
+        ``[B|1, H|1, T|1, *]`` with any last axis. :meth:`pointwise` for every mask but
+        ``BlockSparse``."""
+        del q_len
+        return self.pointwise()
 
     def block_multiple(self) -> tuple[int, int] | None:
         """``(mq, mk)`` when the mask is exact only at block sizes dividing them (else None)."""
@@ -519,6 +529,16 @@ class BlockSparse(Mask):
         # Exact at block sizes dividing (block_q, block_k): there the block lists say it all.
         return Pointwise(lambda q_pos, k_pos: jnp.ones((), bool), ())
 
+    def pointwise_rows(self, q_len):
+        """Operand: each query's key-block list ``[B|1, H|1, q_len, k]``."""
+        lists = jnp.repeat(self.indices.astype(jnp.int32), self.block_q, axis=2)[:, :, :q_len]
+        block_k = self.block_k
+
+        def fn(q_pos, k_pos, lists):  # lists [..., t, k], k_pos [s] -> [..., t, s]
+            return jnp.any(lists[..., None, :] == (k_pos // block_k)[:, None], axis=-1)
+
+        return Pointwise(fn, (lists,))
+
     def block_multiple(self):
         return (self.block_q, self.block_k)
 
@@ -660,6 +680,20 @@ class Dense(Mask):
 # ----------------------------------------------------------------------------- combination
 
 
+def _all_of(parts: list[Pointwise]) -> Pointwise:
+    """The conjunction of pointwise forms (operands concatenated in order)."""
+    sizes = [len(p.operands) for p in parts]
+
+    def fn(q_pos, k_pos, *values):
+        out, i = [], 0
+        for part, n in zip(parts, sizes, strict=True):
+            out.append(part.fn(q_pos, k_pos, *values[i : i + n]))
+            i += n
+        return functools.reduce(jnp.logical_and, out)
+
+    return Pointwise(fn, tuple(o for p in parts for o in p.operands))
+
+
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True, init=False, eq=False)
 class And(Mask):
@@ -713,17 +747,10 @@ class And(Mask):
         return min(m.max_k_bound(q_len, kv_len, block_q, block_k) for m in self.masks)
 
     def pointwise(self):
-        parts = [m.pointwise() for m in self.masks]
-        sizes = [len(p.operands) for p in parts]
+        return _all_of([m.pointwise() for m in self.masks])
 
-        def fn(q_pos, k_pos, *values):
-            out, i = [], 0
-            for part, n in zip(parts, sizes, strict=True):
-                out.append(part.fn(q_pos, k_pos, *values[i : i + n]))
-                i += n
-            return functools.reduce(jnp.logical_and, out)
-
-        return Pointwise(fn, tuple(o for p in parts for o in p.operands))
+    def pointwise_rows(self, q_len):
+        return _all_of([m.pointwise_rows(q_len) for m in self.masks])
 
     def block_multiple(self):
         multiples = [m.block_multiple() for m in self.masks]
