@@ -14,11 +14,12 @@ Implementations (``impl=``):
 
 * ``"reference"``: pure jnp on the materialised ``[b, hq, t, s]`` mask. The oracle.
 * ``"xla"``: pure jnp whose cost follows the mask's block lists, for every mask kind
-  (:mod:`attnzoo.layers.blocked_attention`); without a mask, with a mask whose tiles
-  cover at least :data:`DENSE_ENOUGH` of ``[T, S]`` (causal, short sequences), or with
-  routing finer than :data:`ROUTED_ROWS` query rows (MoBA's per-token blocks), attention in
+  (:mod:`attnzoo.layers.blocked_attention`); without a mask, or with a mask whose tiles
+  cover at least :data:`DENSE_ENOUGH` of ``[T, S]`` (causal, short sequences), attention in
   cache-sized chunks with the mask evaluated per chunk
-  (:mod:`attnzoo.layers.chunked_attention`). With a ``bias`` it uses the reference math.
+  (:mod:`attnzoo.layers.chunked_attention`); with routing finer than :data:`ROUTED_ROWS`
+  query rows (MoBA's per-token blocks), each query's own key blocks packed into shared
+  tiles (:mod:`attnzoo.layers.routed_attention`). With a ``bias`` it uses the reference math.
 * ``"cudnn"``: ``jax.nn.dot_product_attention(implementation=None)`` (cuDNN on GPU when it
   can, XLA otherwise) for ``None``, ``Causal``, ``LocalWindow1D``,
   ``Causal() & LocalWindow1D`` and ``Dense``; other masks raise ``ValueError``. Unlike ours,
@@ -48,6 +49,7 @@ from attnzoo.layers.masks import (
     dense_mask,
     tile_lists,
 )
+from attnzoo.layers.routed_attention import attend_routed, routing_of
 
 __all__ = [
     "IMPLS",
@@ -65,9 +67,9 @@ IMPLS = ("auto", "reference", "xla", "cudnn", "pallas")
 # Measured fwd+bwd (benchmarks/README.md): causal masks (>= 0.53 of the tiles) run faster
 # chunked at every length from 256 to 8k tokens; windows covering <= 1/3 run faster blocked.
 DENSE_ENOUGH = 0.5
-# A block-sparse mask routed per fewer query rows than this also runs chunked: its tiles
-# would be matrix-vector products over gathered keys. MoBA layers (routing per token),
-# fwd+bwd: 5-8x faster chunked from 256 to 4k tokens (benchmarks/README.md).
+# A block-sparse mask routed per fewer query rows than this runs routed_attention (query,
+# block) pairs packed into tiles: the tile path would do matrix-vector products over
+# gathered keys (MoBA layers fwd+bwd 5-8x slower, 256 to 4k tokens; benchmarks/README.md).
 ROUTED_ROWS = 8
 
 
@@ -217,9 +219,9 @@ def _attend_xla(q, k, v, mask, scale, bias) -> jax.Array:
         return attend_chunked(q, k, v, scale)
     t, s = q.shape[1], k.shape[1]
     multiple = mask.block_multiple()
-    if (multiple is not None and multiple[0] < ROUTED_ROWS) or (
-        tile_fraction(mask, t, s) >= DENSE_ENOUGH
-    ):
+    if multiple is not None and multiple[0] < ROUTED_ROWS:
+        return attend_routed(q, k, v, scale, *routing_of(mask))
+    if tile_fraction(mask, t, s) >= DENSE_ENOUGH:
         return attend_chunked(q, k, v, scale, mask.pointwise_rows(t))
     return attend_blocked(q, k, v, mask, scale)
 

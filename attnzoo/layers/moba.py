@@ -41,24 +41,19 @@ def moba_selection(q: jax.Array, k: jax.Array, offset, block_size: int, top_k: i
 
 
 class MobaAttention(CausalAttention):
-    """MoBA causal attention (``"moba"``). Options: ``block_size`` (512), ``top_k`` (3),
-    ``query_chunk`` (256).
+    """MoBA causal attention (``"moba"``). Options: ``block_size`` (512), ``top_k`` (3).
 
-    Per-token selection makes ``attend``'s tiles one query row high, and the xla path gathers
-    ``top_k * block_size`` keys per query: queries therefore run in chunks of ``query_chunk``
-    rows (``lax.map``, rematerialised in the backward pass) when that divides ``t``, which
-    bounds memory by the chunk. Decoding selects over the cache's blocks exactly as the full
-    forward does (past blocks are complete, so their means agree). ``max_logit`` covers the
-    selected keys only.
+    Per-token selection makes ``attend``'s routing one query row high; ``impl="xla"`` packs
+    each query's selected blocks into shared tiles (:mod:`attnzoo.layers.routed_attention`),
+    so memory and FLOPs follow ``t * top_k * block_size``, not ``t * s``. Decoding selects
+    over the cache's blocks exactly as the full forward does (past blocks are complete, so
+    their means agree). ``max_logit`` covers the selected keys only.
     """
 
-    def __init__(self, in_features, num_heads, *, block_size=512, top_k=3, query_chunk=256, **kw):
-        if min(block_size, top_k, query_chunk) <= 0:
-            raise ValueError(
-                f"MoBA needs block_size, top_k, query_chunk > 0, got {block_size}, {top_k}, "
-                f"{query_chunk}"
-            )
-        self.block_size, self.top_k, self.query_chunk = block_size, top_k, query_chunk
+    def __init__(self, in_features, num_heads, *, block_size=512, top_k=3, **kw):
+        if min(block_size, top_k) <= 0:
+            raise ValueError(f"MoBA needs block_size, top_k > 0, got {block_size}, {top_k}")
+        self.block_size, self.top_k = block_size, top_k
         super().__init__(in_features, num_heads, **kw)
 
     def routed_mask(self, selected: jax.Array, offset) -> Mask:
@@ -67,19 +62,7 @@ class MobaAttention(CausalAttention):
 
     def attend_cached(self, q, k, v, *, x, offset, rng, decode):
         del x, rng, decode
-        b, t, h, d = q.shape
         selected = moba_selection(q, jax.lax.stop_gradient(k), offset, self.block_size, self.top_k)
-        self.sow_max_logit(q, k, self.routed_mask(selected, offset))
-        chunk = self.query_chunk
-        if t <= chunk or t % chunk:
-            return attend(q, k, v, mask=self.routed_mask(selected, offset), impl=self.impl)
-
-        @jax.checkpoint
-        def run(start):
-            rows = jax.lax.dynamic_slice_in_dim(q, start, chunk, axis=1)
-            sel = jax.lax.dynamic_slice_in_dim(selected, start, chunk, axis=2)
-            mask = self.routed_mask(sel, offset + start)
-            return attend(rows, k, v, mask=mask, impl=self.impl)  # [b, chunk, h, dv]
-
-        out = jax.lax.map(run, jnp.arange(0, t, chunk))  # [t / chunk, b, chunk, h, dv]
-        return jnp.moveaxis(out, 0, 1).reshape(b, t, h, -1)
+        mask = self.routed_mask(selected, offset)
+        self.sow_max_logit(q, k, mask)
+        return attend(q, k, v, mask=mask, impl=self.impl)
