@@ -5,6 +5,8 @@ MoBA against dense causal attention at long context, and train-step FLOP/s.
         [--variants dense diff motif moh moba] [--steps 2000] [--stop_after N] \
         [--minutes 20] [--moba_lengths 8192 16384] --out language.json
 
+(`--variants` with no names runs part (2) only.)
+
 (1) Each variant trains with the real engine step from the same seed, data order and
 budget (a schedule of `--steps`, stopped after `--stop_after` steps or when `--minutes`
 run out, whichever comes first): dense = `lm_tiny_shakespeare`, diff / moh = the same
@@ -133,7 +135,7 @@ class Rows(list):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=2000, help="the schedule's length")
     parser.add_argument("--stop_after", type=int, default=None, help="steps to train (<= --steps)")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time per variant")
