@@ -57,7 +57,7 @@ VARIANTS = {  # name -> (config, model fields changed, attention kinds it needs)
         {"attention": "moba", "attention_options": {"moba": MOBA_SHORT}},
         ("moba",),
     ),
-    "dense_8k": ("lm_moba_long", {"attention": "dense"}, ("dense",)),
+    "dense_8k": ("lm_moba_long", {"attention": "dense", "attention_options": {}}, ("dense",)),
     "moba_8k": ("lm_moba_long", {}, ("moba",)),
 }
 PROMPTS = {"tinyshakespeare": "ROMEO:\n"}  # others: "The "
@@ -70,7 +70,8 @@ def count_params(trainer) -> int:
 def train_variant(name: str, steps: int, stop_after: int, minutes: float, overrides: dict) -> dict:
     config_name, model_fields, _ = VARIANTS[name]
     config = load_config(config_name)
-    config.model.update(model_fields)
+    for key, value in model_fields.items():  # replaced, not merged (attention_options)
+        config.model[key] = value
     apply_overrides(config, overrides)
     config.train.steps = steps  # the schedule's length
     with tempfile.TemporaryDirectory() as work:
