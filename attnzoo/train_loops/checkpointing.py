@@ -11,6 +11,7 @@ import os
 
 import jax
 import orbax.checkpoint as ocp
+from orbax.checkpoint._src.metadata import array_metadata_store
 
 from attnzoo.zoo.pretrained import step_dirs
 
@@ -64,6 +65,21 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (full disk, failing writes); earlier ones are kept."""
 
 
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+    """Orbax's pytree handler, with replica-parallel saving off on CPU: it slices every
+    replicated array per device with an op compiled per shape (seconds at a run's first save
+    on 8 CPU devices) to spread writes that on CPU share one host and one disk anyway."""
+    arrays = ocp.type_handlers.ArrayHandler(
+        use_replica_parallel=jax.default_backend() != "cpu",
+        array_metadata_store=array_metadata_store.Store(),
+    )
+    others = [t for t in ocp.type_handlers.supported_types() if t is not jax.Array]
+    registry = ocp.type_handlers.create_type_handler_registry(
+        (jax.Array, arrays), *[(t, ocp.type_handlers.get_type_handler(t)) for t in others]
+    )
+    return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
+
+
 class Checkpointer:
     """Saves every `every` steps keeping the last `keep`; restores the latest. A failed
     write (found at the save or when it finishes) raises `CheckpointWriteError`."""
@@ -76,8 +92,15 @@ class Checkpointer:
             cleanup_tmp_directories=True,  # drop what a killed run left half-written
         )
         self.directory = checkpoint_dir(workdir)
+        registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+        state_handler = _state_handler()
+        registry.add("state", ocp.args.PyTreeSave, state_handler)
+        registry.add("state", ocp.args.PyTreeRestore, state_handler)
+        for item in ("data", "meta"):
+            registry.add(item, ocp.args.JsonSave, ocp.JsonCheckpointHandler())
+            registry.add(item, ocp.args.JsonRestore, ocp.JsonCheckpointHandler())
         self.manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "data", "meta")
+            self.directory, options=options, handler_registry=registry
         )
         self._writing: int | None = None  # step of the save in flight
 
@@ -91,7 +114,7 @@ class Checkpointer:
             return self.manager.save(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(keys_to_data(state)),
+                    state=ocp.args.PyTreeSave(keys_to_data(state)),
                     data=ocp.args.JsonSave(data_state),
                     meta=ocp.args.JsonSave(meta),
                 ),
@@ -100,10 +123,12 @@ class Checkpointer:
 
     def restore(self, step: int, abstract_state: dict) -> tuple[dict, dict, dict]:
         """Restores `(state, data_state, meta)`; `abstract_state` carries target shardings."""
+        abstract = abstract_key_data(abstract_state)
+        restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_key_data(abstract_state)),
+                state=ocp.args.PyTreeRestore(abstract, restore_args=restore_args),
                 data=ocp.args.JsonRestore(),
                 meta=ocp.args.JsonRestore(),
             ),

@@ -106,5 +106,8 @@ def plot_curves(metrics_path: str, out_path: str) -> None:
         ax.legend()
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.tight_layout()
+    # Fixed margins (inches / figure size), not tight_layout: that draws the figure twice.
+    height = 3 * rows_n
+    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.5 / height, top=1 - 0.35 / height)
+    fig.subplots_adjust(wspace=0.3, hspace=0.55)
     fig.savefig(out_path, dpi=100)
