@@ -36,8 +36,9 @@ def _configs_by_family() -> list[list[str]]:
     return list(groups.values())
 
 
-TRAINED = [names[0] for names in _configs_by_family()]
-TRACED = [name for names in _configs_by_family() for name in names[1:]]
+FAMILIES = _configs_by_family()
+TRAINED = [names[0] for names in FAMILIES]
+TRACED = [name for names in FAMILIES for name in names[1:]]
 
 
 def _first_batch(trainer: Trainer, split: str, train: bool) -> dict:

@@ -97,8 +97,9 @@ class Checkpointer:
         registry.add("state", ocp.args.PyTreeSave, state_handler)
         registry.add("state", ocp.args.PyTreeRestore, state_handler)
         for item in ("data", "meta"):
-            registry.add(item, ocp.args.JsonSave, ocp.JsonCheckpointHandler())
-            registry.add(item, ocp.args.JsonRestore, ocp.JsonCheckpointHandler())
+            json_handler = ocp.JsonCheckpointHandler()
+            registry.add(item, ocp.args.JsonSave, json_handler)
+            registry.add(item, ocp.args.JsonRestore, json_handler)
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, handler_registry=registry
         )

@@ -108,6 +108,7 @@ def plot_curves(metrics_path: str, out_path: str) -> None:
         ax.axis("off")
     # Fixed margins (inches / figure size), not tight_layout: that draws the figure twice.
     height = 3 * rows_n
-    fig.subplots_adjust(left=0.08, right=0.97, bottom=0.5 / height, top=1 - 0.35 / height)
-    fig.subplots_adjust(wspace=0.3, hspace=0.55)
+    fig.subplots_adjust(
+        left=0.08, right=0.97, bottom=0.5 / height, top=1 - 0.35 / height, wspace=0.3, hspace=0.55
+    )
     fig.savefig(out_path, dpi=100)
