@@ -71,6 +71,7 @@ FAMILY_CASES = {
     "oat_nus:smoke": {
         "no decoder layer": ["--config.model.decoder_depth=0"],
         "negative beam": ["--config.sample.beam_size=-1"],
+        "zero sampling temperature": ["--config.sample.temperature=0.0"],
     },
     "lm_tiny_pydoc:smoke": {
         "unknown attention kind": ["--config.model.attention=dens"],

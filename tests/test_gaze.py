@@ -115,6 +115,24 @@ def test_mixture_densities_integrate_to_one():
     assert float(total) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_sampling_temperature_sharpens_the_mixtures():
+    """τ scales every σ (one component: the sample std is τ σ) and divides the logits (τ
+    → 0: the mean of the most likely component, the median for durations)."""
+    # One 2-D component at (0.5, 0.5) (raw mean 0) with σ = (0.1, 0.2); one log-normal.
+    one = jnp.array([0.0, 0.0, 0.0, np.log(0.1), np.log(0.2)])
+    draw = jax.jit(mixtures.sample_gaussian2d_mixture, static_argnums=2)
+    keys = jax.random.split(jax.random.key(0), 20000)
+    xy = np.asarray(jax.vmap(lambda k: draw(k, one, 0.5))(keys))
+    np.testing.assert_allclose(xy.std(0), [0.05, 0.1], rtol=0.03)
+    # Three components, raw means (-1, 0), (1, 0.5), (0.5, -0.5); the second most likely.
+    three = jnp.array([0.0, 2.0, 1.0, -1.0, 0.0, 1.0, 0.5, 0.5, -0.5, *[-2.0] * 6])
+    cold = np.asarray(jax.vmap(lambda k: draw(k, three, 1e-4))(keys[:100]))
+    np.testing.assert_allclose(cold, np.tile((np.tanh([1.0, 0.5]) + 1) / 2, (100, 1)), atol=1e-4)
+    durations = jnp.array([0.0, 3.0, -1.0, -1.2, 0.0, 0.0])  # (logits, μ, log σ) of 2
+    d = jax.vmap(lambda k: mixtures.sample_lognormal_mixture(k, durations, 1e-4))(keys[:100])
+    np.testing.assert_allclose(np.asarray(d), np.exp(-1.2), rtol=1e-3)
+
+
 def test_history_encoder_is_causal(model):
     fix = jnp.asarray(np.random.default_rng(0).uniform(0.1, 0.9, (1, 6, 3)) * [1, 1, 500])
     changed = fix.at[0, 3].set(jnp.array([0.05, 0.95, 900.0]))
@@ -135,6 +153,8 @@ def test_baselines_sample_until_the_budget(nus):
         onsets = np.cumsum(path[:, 2]) - path[:, 2]
         assert (onsets < budget).all() and path[:, 2].sum() >= budget
         assert (path[:, 0] <= 400).all() and (path[:, 1] <= 300).all()
+    sharp = baselines.CentreBias(train, temperature=0.5)
+    np.testing.assert_allclose(sharp.std, 0.5 * baselines.CentreBias(train).std)
     uv = baselines.training_fixations(train)[0]
     density = baselines.TrainingDensity(train)
     draws = np.array([density.position(rng) for _ in range(4000)])
@@ -159,6 +179,8 @@ def test_sampled_scanpaths_respect_the_viewing_time(nus, model, tmp_path):
         assert (fixations[:, :2] >= 0).all() and (
             fixations[:, :2] <= nus["test"]["size"][i].max()
         ).all()
+    with pytest.raises(ValueError, match="sampling temperature 0.0 must be a number > 0"):
+        get_family(CONFIG).sample(model, str(tmp_path), split="test", num=1, temperature=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +211,10 @@ def test_oat_sampling_and_beam_search(oat):
     )
     assert (np.asarray(valid)[:, :-1] >= np.asarray(valid)[:, 1:]).all()  # a prefix
     assert np.asarray(valid)[:, 0].all()  # at least one fixation
-    np.testing.assert_allclose(np.asarray(fix[..., :2]) * 4 % 1, 0.5, atol=1e-6)  # centres
+    cells = np.asarray(fix[..., :2]) * 4  # the 4 × 4 grid: each fixation inside its region,
+    assert np.ptp(cells % 1) > 0.5  # anywhere in it
+    rows_cols = np.floor(cells[..., 1]) * 4 + np.floor(cells[..., 0])
+    np.testing.assert_array_equal(rows_cols, np.asarray(oat.regions(fix)))
 
     @nnx.jit
     def searches(m, x):
@@ -201,9 +226,17 @@ def test_oat_sampling_and_beam_search(oat):
             m.beam_search(x, beam_size=1, max_len=5),
             m.beam_search(x, beam_size=4, max_len=5),
         )
-        return greedy, m(x, greedy[0]), log_lik(*greedy), log_lik(*beam)
+        cold = m.sample(x, jax.random.key(1), budget_ms=0.0, max_len=5, temperature=1e-4)
+        return greedy, m(x, greedy[0]), log_lik(*greedy), log_lik(*beam), cold
 
-    (g_fix, g_valid), logits, g_lik, b_lik = jax.tree.map(np.asarray, searches(oat, images))
+    (g_fix, g_valid), logits, g_lik, b_lik, (c_fix, c_valid) = jax.tree.map(
+        np.asarray, searches(oat, images)
+    )
+    # Sampling at τ → 0 is greedy decoding (beam search places fixations at cell centres).
+    np.testing.assert_array_equal(c_valid, g_valid)
+    regions = [np.asarray(oat.regions(f)) for f in (c_fix, g_fix)]
+    np.testing.assert_array_equal(regions[0][c_valid], regions[1][g_valid])
+    np.testing.assert_allclose(g_fix[..., :2] * 4 % 1, 0.5, atol=1e-6)
     logits = logits.copy()
     logits[:, 0, oat.end_token] = -np.inf  # the end cannot come first
     steps, n = logits.argmax(-1), g_valid.sum(-1)

@@ -25,7 +25,7 @@ def gaze_config(name: str, arg: str | None, model: dict, smoke_model: dict):
         keep_checkpoints=1,
     )
     c.select.update(split="val", metric="nll", mode="min", patience=0)
-    c.sample = ml_collections.ConfigDict({"beam_size": 0})
+    c.sample = ml_collections.ConfigDict({"beam_size": 0, "temperature": 1.0})
     c = with_variant(c, name, arg, smoke_model=smoke_model)
     if arg == "smoke":
         c.data.eval_split, c.select.split = "test[:2]", "val[:2]"

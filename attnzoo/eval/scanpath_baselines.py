@@ -48,11 +48,12 @@ def draw_until_budget(rng, draw_position, durations: np.ndarray, budget_ms: floa
 
 class CentreBias:
     """Positions from a Gaussian at the image centre with the training fixations' per-axis
-    std (clipped to the image)."""
+    std times `temperature` (1: the fitted std; < 1 concentrates the fixations at the
+    centre, as a sampling temperature < 1 does for the models), clipped to the image."""
 
-    def __init__(self, records: dict):
+    def __init__(self, records: dict, temperature: float = 1.0):
         uv, self.durations, _ = training_fixations(records)
-        self.std = uv.std(0)
+        self.std = uv.std(0) * temperature
         self.budget = viewing_budget_ms(records)
 
     def position(self, rng) -> np.ndarray:

@@ -4,7 +4,8 @@ Models give `nll(images [b, S, S, 3], fixations [b, L, 3], valid [b, L]) -> (ter
 weight)`: per-step NLL terms `{name: [b, T]}` (the loss is `terms["nll"]`) averaged with
 `weight [b, T]`; and `sample(images, key, budget_ms=, max_len=) -> (fixations, valid)`.
 `config.data.name`: a scanpath dataset; `config.sample.beam_size > 0` decodes by beam
-search instead (models with `beam_search`, e.g. OAT).
+search instead (models with `beam_search`, e.g. OAT); `config.sample.temperature` (default
+1) sharpens (< 1) or flattens (> 1) the sampled distributions.
 """
 
 import json
@@ -35,6 +36,14 @@ def nll_sums(model, batch: dict, example_mask: jax.Array) -> dict[str, tuple]:
     return {name: ((value * weight).sum(), weight.sum()) for name, value in terms.items()}
 
 
+def check_temperature(temperature) -> float:
+    """`temperature` if it is a number > 0, else a one-line ValueError."""
+    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not number or not temperature > 0:
+        raise ValueError(f"sampling temperature {temperature!r} must be a number > 0")
+    return float(temperature)
+
+
 class GazeFamily(Family):
     """Batches: see `attnzoo.data.scanpaths` (`image`, `fixations`, `valid`, ...)."""
 
@@ -43,6 +52,7 @@ class GazeFamily(Family):
         beam = config.get("sample", {}).get("beam_size", 0)
         if isinstance(beam, bool) or not isinstance(beam, int) or beam < 0:
             raise ValueError(f"sample.beam_size={beam!r} must be an int >= 0 (0: sampling)")
+        check_temperature(config.get("sample", {}).get("temperature", 1.0))
 
     def _records(self, split: str) -> dict:
         return load_split(
@@ -80,13 +90,19 @@ class GazeFamily(Family):
             drop_remainder=train,
         )
 
-    def predict(self, model, images: np.ndarray, seed: int) -> list[np.ndarray]:
+    def predict(
+        self, model, images: np.ndarray, seed: int, temperature: float | None = None
+    ) -> list[np.ndarray]:
         """One predicted scanpath per uint8 image `[n, S, S, 3]`: `[k, 3]` `(x, y, ms)` in
-        [0, 1] image-side units, sampled with the training fixation-time budget (or the
-        best of a beam search)."""
+        [0, 1] image-side units, sampled with the training fixation-time budget at
+        `temperature` (default: `config.sample.temperature`), or the best of a beam search."""
         info = data.dataset_info(self.config.data.name)
         budget = viewing_budget_ms(self._records(self.config.data.train_split))
-        beam = self.config.get("sample", {}).get("beam_size", 0)
+        sample_config = self.config.get("sample", {})
+        beam = sample_config.get("beam_size", 0)
+        if temperature is None:
+            temperature = sample_config.get("temperature", 1.0)
+        temperature = check_temperature(temperature)
         if beam and not hasattr(model, "beam_search"):
             raise ValueError(
                 f"sample.beam_size={beam}: {self.config.model.name} has no beam search"
@@ -97,19 +113,24 @@ class GazeFamily(Family):
             )
         else:
             draw = nnx.jit(
-                lambda m, x, k: m.sample(x, k, budget_ms=budget, max_len=info["max_len"])
+                lambda m, x, k: m.sample(
+                    x, k, budget_ms=budget, max_len=info["max_len"], temperature=temperature
+                )
             )
         fixations, valid = draw(model, normalize_images(images), jax.random.key(seed))
         return [f[v] for f, v in zip(np.asarray(fixations), np.asarray(valid))]
 
-    def sample(self, model, out_dir: str, *, split: str, num: int) -> list[str]:
-        """For the first `num` images of `split`: a PNG of a predicted scanpath beside the
-        human ones, and `scanpaths_<image>.json` (predicted, in original image pixels)."""
+    def sample(
+        self, model, out_dir: str, *, split: str, num: int, temperature: float | None = None
+    ) -> list[str]:
+        """For the first `num` images of `split`: a PNG of a predicted scanpath (drawn at
+        `temperature`, default `config.sample.temperature`) beside the human ones, and
+        `scanpaths_<image>.json` (predicted, in original image pixels)."""
         from matplotlib.figure import Figure
 
         records = self._records(split)
         num = min(num, len(records["index"]))
-        predicted = self.predict(model, records["image"][:num], self.config.seed)
+        predicted = self.predict(model, records["image"][:num], self.config.seed, temperature)
         paths = []
         for i, path in enumerate(predicted):
             height, width = records["size"][i]

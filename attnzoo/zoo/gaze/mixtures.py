@@ -22,13 +22,18 @@ def lognormal_mixture_logpdf(params: jax.Array, duration: jax.Array) -> jax.Arra
     return mixed - jnp.log(duration)
 
 
-def sample_lognormal_mixture(key: jax.Array, params: jax.Array) -> jax.Array:
-    """One duration per leading index of `params [..., 3K]` → `[...]`."""
+def sample_lognormal_mixture(
+    key: jax.Array, params: jax.Array, temperature: float = 1.0
+) -> jax.Array:
+    """One duration per leading index of `params [..., 3K]` → `[...]`. `temperature` τ
+    samples the component from `softmax(logits / τ)` and scales every σ by τ (τ = 1: the
+    density itself; τ → 0: the median of the most likely component)."""
     logits, mu, log_sigma = jnp.split(params, 3, axis=-1)
     k_comp, k_noise = jax.random.split(key)
-    k = jax.random.categorical(k_comp, logits)[..., None]
+    k = jax.random.categorical(k_comp, logits / temperature)[..., None]
     pick = lambda a: jnp.take_along_axis(a, k, axis=-1)[..., 0]
-    return jnp.exp(pick(mu) + jnp.exp(pick(log_sigma)) * jax.random.normal(k_noise, k.shape[:-1]))
+    noise = temperature * jax.random.normal(k_noise, k.shape[:-1])
+    return jnp.exp(pick(mu) + jnp.exp(pick(log_sigma)) * noise)
 
 
 def _gaussian2d(params: jax.Array):
@@ -49,10 +54,14 @@ def gaussian2d_mixture_logpdf(params: jax.Array, xy: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(jax.nn.log_softmax(logits) + log_normal, axis=-1)
 
 
-def sample_gaussian2d_mixture(key: jax.Array, params: jax.Array) -> jax.Array:
-    """One position per leading index of `params [..., 5K]` → `[..., 2]` (unclipped)."""
+def sample_gaussian2d_mixture(
+    key: jax.Array, params: jax.Array, temperature: float = 1.0
+) -> jax.Array:
+    """One position per leading index of `params [..., 5K]` → `[..., 2]` (unclipped);
+    `temperature` as in `sample_lognormal_mixture`."""
     logits, mean, log_sigma = _gaussian2d(params)
     k_comp, k_noise = jax.random.split(key)
-    k = jax.random.categorical(k_comp, logits)[..., None, None]
+    k = jax.random.categorical(k_comp, logits / temperature)[..., None, None]
     pick = lambda a: jnp.take_along_axis(a, k, axis=-2)[..., 0, :]
-    return pick(mean) + jnp.exp(pick(log_sigma)) * jax.random.normal(k_noise, pick(mean).shape)
+    noise = temperature * jax.random.normal(k_noise, pick(mean).shape)
+    return pick(mean) + jnp.exp(pick(log_sigma)) * noise

@@ -8,8 +8,9 @@ regions behind a learned start token, with causal self-attention (`attend`, `Cau
 and cross-attention to the regions; its output scores every region token and the end
 token by a scaled dot product (OAT's cross-attention logits). Trained by cross-entropy
 on the fixated regions then the end. Decoding: sampling or beam search, stopping at the
-end token; a fixation is placed at its cell's centre with `fixation_ms` duration (OAT
-predicts no durations).
+end token; every fixation lasts `fixation_ms` (OAT predicts no durations); a sampled
+fixation lies uniformly inside its cell (the model's density over the image: a region's
+probability spread over its area), a beam-searched one at its cell's centre.
 """
 
 import jax
@@ -128,15 +129,19 @@ class OAT(nnx.Module):
         ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], -1)[..., 0]
         return {"nll": ce}, positions <= n
 
-    def _to_fixations(self, regions: jax.Array) -> jax.Array:
-        """Regions `[b, L]` → `[b, L, 3]` at cell centres, `fixation_ms` each."""
+    def _to_fixations(self, regions: jax.Array, offsets: jax.Array | float = 0.5) -> jax.Array:
+        """Regions `[b, L]` → `[b, L, 3]`, `fixation_ms` each, at `offsets` (in [0, 1),
+        `[b, L, 2]` or a scalar; 0.5: the centre) inside their cells."""
         row, col = jnp.divmod(regions, self.grid)
-        xy = (jnp.stack([col, row], -1) + 0.5) / self.grid
+        xy = (jnp.stack([col, row], -1) + offsets) / self.grid
         return jnp.concatenate([xy, jnp.full((*regions.shape, 1), self.fixation_ms)], -1)
 
-    def sample(self, images, key: jax.Array, *, budget_ms: float, max_len: int):
+    def sample(
+        self, images, key: jax.Array, *, budget_ms: float, max_len: int, temperature: float = 1.0
+    ):
         """Sampled scanpaths `([b, max_len, 3], valid [b, max_len])`: regions drawn one at a
-        time until the end token (`budget_ms` unused: OAT stops at its end token)."""
+        time from `softmax(logits / temperature)` until the end token (`budget_ms` unused:
+        OAT stops at its end token), each fixation uniform inside its region."""
         del budget_ms
         memory = self.memory(images)
         b = images.shape[0]
@@ -149,15 +154,17 @@ class OAT(nnx.Module):
             logits = jnp.where(
                 (t == 0) & (jnp.arange(logits.shape[-1]) == self.end_token), -jnp.inf, logits
             )
-            token = jax.random.categorical(sub, logits)
+            token = jax.random.categorical(sub, logits / temperature)
             # ended[:, t - 1] is ended[:, -1], still False, at t = 0.
             ended = ended.at[:, t].set(ended[:, t - 1] | (token == self.end_token))
             return regions.at[:, t].set(jnp.where(token == self.end_token, 0, token)), ended, key
 
         regions = jnp.zeros((b, max_len), jnp.int32)
         ended = jnp.zeros((b, max_len), bool)
+        key, k_place = jax.random.split(key)
         regions, ended, _ = jax.lax.fori_loop(0, max_len, step, (regions, ended, key))
-        return self._to_fixations(regions), ~ended
+        offsets = jax.random.uniform(k_place, (b, max_len, 2))
+        return self._to_fixations(regions, offsets), ~ended
 
     def beam_search(self, images, *, beam_size: int, max_len: int):
         """Most likely scanpaths by beam search (`beam_size` hypotheses, scores = summed

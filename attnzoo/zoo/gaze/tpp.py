@@ -186,10 +186,13 @@ class TPPGaze(nnx.Module):
         terms = {"nll": -(log_d + log_p), "duration_nll": -log_d, "position_nll": -log_p}
         return terms, valid
 
-    def sample(self, images, key: jax.Array, *, budget_ms: float, max_len: int):
+    def sample(
+        self, images, key: jax.Array, *, budget_ms: float, max_len: int, temperature: float = 1.0
+    ):
         """Scanpaths `[b, max_len, 3]` `(x, y, duration_ms)` and `valid [b, max_len]`:
-        fixations drawn one at a time, each given the ones before it; fixation `t` is
-        valid while the time of the fixations before it is < `budget_ms`."""
+        fixations drawn one at a time, each given the ones before it, from the mixtures at
+        `temperature` (`mixtures.sample_*`); fixation `t` is valid while the time of the
+        fixations before it is < `budget_ms`."""
         b = images.shape[0]
         image = self.encode_image(images)[:, None]
         fixations = jnp.zeros((b, max_len, 3)).at[..., 2].set(250.0)
@@ -199,8 +202,9 @@ class TPPGaze(nnx.Module):
             key, k_d, k_p = jax.random.split(key, 3)
             h = self.history(fixations)[:, t]  # only fixations < t are read
             h = nnx.gelu(self.hidden(jnp.concatenate([h, image[:, 0]], -1)))
-            d = mixtures.sample_lognormal_mixture(k_d, self.duration_head(h)) * 1000.0
-            xy = jnp.clip(mixtures.sample_gaussian2d_mixture(k_p, self.position_head(h)), 0, 1)
+            d = mixtures.sample_lognormal_mixture(k_d, self.duration_head(h), temperature)
+            xy = mixtures.sample_gaussian2d_mixture(k_p, self.position_head(h), temperature)
+            xy, d = jnp.clip(xy, 0, 1), d * 1000.0
             new = jnp.concatenate([xy, jnp.clip(d, 1.0, budget_ms)[:, None]], -1)
             return fixations.at[:, t].set(new), key
 
