@@ -168,22 +168,18 @@ def main() -> None:
     train, test = load_split("nus_scene", "train"), load_split("nus_scene", args.split)
     val = load_split("nus_scene", "val")
 
-    def centre(t):
-        return baseline_generator(CentreBias(train, temperature=t), val)
+    def centre(records, t=1.0):
+        return baseline_generator(CentreBias(train, temperature=t), records)
 
-    t_centre, chosen = best_temperature(centre, val, args.per_image, temperatures)
+    t_centre, chosen = best_temperature(
+        functools.partial(centre, val), val, args.per_image, temperatures
+    )
     val_scanmatch = {"centre bias": chosen}
+    sharp_centre = f"centre bias, σ × {t_centre:g} (val)"
     methods = {
         "human agreement": human_agreement(test),
-        "centre bias": evaluate(
-            baseline_generator(CentreBias(train), test), test, args.per_image, 0
-        ),
-        f"centre bias, σ × {t_centre:g} (val)": evaluate(
-            baseline_generator(CentreBias(train, temperature=t_centre), test),
-            test,
-            args.per_image,
-            0,
-        ),
+        "centre bias": evaluate(centre(test), test, args.per_image, 0),
+        sharp_centre: evaluate(centre(test, t_centre), test, args.per_image, 0),
         "training density": evaluate(
             baseline_generator(TrainingDensity(train), test), test, args.per_image, 0
         ),
@@ -209,7 +205,7 @@ def main() -> None:
         for metric, value in m.items()
     ]
     human = methods["human agreement"]["ScanMatch"]
-    for reference in ("centre bias", f"centre bias, σ × {t_centre:g} (val)"):
+    for reference in ("centre bias", sharp_centre):
         base = methods[reference]["ScanMatch"]
         for name in models:
             closed = (methods[name]["ScanMatch"] - base) / (human - base)

@@ -211,10 +211,9 @@ def test_oat_sampling_and_beam_search(oat):
     )
     assert (np.asarray(valid)[:, :-1] >= np.asarray(valid)[:, 1:]).all()  # a prefix
     assert np.asarray(valid)[:, 0].all()  # at least one fixation
-    cells = np.asarray(fix[..., :2]) * 4  # the 4 × 4 grid: each fixation inside its region,
-    assert np.ptp(cells % 1) > 0.5  # anywhere in it
-    rows_cols = np.floor(cells[..., 1]) * 4 + np.floor(cells[..., 0])
-    np.testing.assert_array_equal(rows_cols, np.asarray(oat.regions(fix)))
+    # Anywhere inside the sampled region (4 × 4 grid), not at its centre; that the position
+    # stays in the sampled region is checked below against greedy decoding.
+    assert np.ptp(np.asarray(fix[..., :2]) * 4 % 1) > 0.5
 
     @nnx.jit
     def searches(m, x):

@@ -202,10 +202,10 @@ class TPPGaze(nnx.Module):
             key, k_d, k_p = jax.random.split(key, 3)
             h = self.history(fixations)[:, t]  # only fixations < t are read
             h = nnx.gelu(self.hidden(jnp.concatenate([h, image[:, 0]], -1)))
-            d = mixtures.sample_lognormal_mixture(k_d, self.duration_head(h), temperature)
+            seconds = mixtures.sample_lognormal_mixture(k_d, self.duration_head(h), temperature)
             xy = mixtures.sample_gaussian2d_mixture(k_p, self.position_head(h), temperature)
-            xy, d = jnp.clip(xy, 0, 1), d * 1000.0
-            new = jnp.concatenate([xy, jnp.clip(d, 1.0, budget_ms)[:, None]], -1)
+            d = jnp.clip(seconds * 1000.0, 1.0, budget_ms)
+            new = jnp.concatenate([jnp.clip(xy, 0, 1), d[:, None]], -1)
             return fixations.at[:, t].set(new), key
 
         fixations, _ = jax.lax.fori_loop(0, max_len, step, (fixations, key))
