@@ -14,7 +14,7 @@ from scipy import io
 from attnzoo import create_model, data
 from attnzoo.configs import load_config
 from attnzoo.data import nus_scene, paths
-from attnzoo.data.scanpaths import human_scanpaths, load_split, make_scanpath_dataset
+from attnzoo.data.scanpaths import human_scanpaths, load_split, make_scanpath_dataset, mirror
 from attnzoo.eval import scanpath_baselines as baselines
 from attnzoo.train_loops.family import get_family
 from attnzoo.zoo.gaze import mixtures
@@ -65,6 +65,47 @@ def test_nus_split_by_image_with_normalised_padded_scanpaths(nus):
     np.testing.assert_array_equal(
         batch["valid"].sum(1), rec["lengths"][0][rec["lengths"][0] > 0][:4]
     )
+
+
+def test_mirror_flips_the_image_content_and_x_keeping_the_padding():
+    # A portrait image 3/4 of the canvas wide: pixel value = column + 1 on its content.
+    size, columns = 8, 6
+    image = np.zeros((size, size, 3), np.uint8)
+    image[:, :columns] = (np.arange(columns) + 1)[None, :, None]
+    fixations = np.array([[0.1, 0.5, 200.0], [0.6, 0.2, 300.0], [0.0, 0.0, 0.0]], np.float32)
+    example = dict(image=image, fixations=fixations, valid=np.array([True, True, False]),
+                   width=np.float32(0.75))  # fmt: skip
+    mirrored = mirror(example)
+    assert (mirrored["image"][:, :columns, 0] == np.arange(columns, 0, -1)).all()
+    assert (mirrored["image"][:, columns:] == 0).all()  # padding stays on the right
+    np.testing.assert_allclose(mirrored["fixations"][:2, 0], [0.65, 0.15], atol=1e-6)
+    np.testing.assert_array_equal(mirrored["fixations"][:, 1:], fixations[:, 1:])
+    assert (mirrored["fixations"][2] == 0).all()  # padding slots untouched
+    # The pixel under each fixation keeps its value: it moved with the content.
+    for before, after in zip(fixations[:2], mirrored["fixations"][:2]):
+        assert image[0, int(before[0] * size), 0] == mirrored["image"][0, int(after[0] * size), 0]
+    twice = mirror(mirrored)
+    np.testing.assert_array_equal(twice["image"], image)
+    np.testing.assert_allclose(twice["fixations"], fixations, atol=1e-6)
+
+
+def test_training_batches_mirror_half_the_scanpaths_reproducibly(nus):
+    def batch(seed, mirror_half):
+        ds = make_scanpath_dataset("nus_scene", "val", batch_size=64, shuffle=False, seed=seed,
+                                   repeat=False, mirror_half=mirror_half)  # fmt: skip
+        return next(iter(ds))
+
+    plain, mirrored = batch(0, False), batch(0, True)
+    flipped = (mirrored["fixations"] != plain["fixations"]).any((1, 2))
+    assert 16 < flipped.sum() < 48  # about half of 64
+    x = plain["fixations"][..., 0]
+    np.testing.assert_allclose(
+        mirrored["fixations"][flipped, :, 0][plain["valid"][flipped]],
+        (plain["width"][:, None] - x)[flipped][plain["valid"][flipped]],
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(batch(0, True)["fixations"], mirrored["fixations"])
+    assert (batch(1, True)["fixations"] != mirrored["fixations"]).any()
 
 
 def _write_nus(folder, fixations, sizes):

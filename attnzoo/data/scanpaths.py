@@ -1,13 +1,16 @@
 """grain pipelines over a prepared scanpath dataset (`ScanpathFacts`, e.g. `nus_scene`).
 
     records (one per image) → one example per non-empty (image, viewer) scanpath
-    → [slice] → shuffle(seed) → repeat → shard [process_index::process_count] → batch
+    → [slice] → shuffle(seed) → repeat → shard [process_index::process_count]
+    → [mirror half at random (seed)] → batch
 
 Batches are dicts of numpy arrays:
   image: float32 [b, S, S, 3], `(pixel / 255 - 0.5) / 0.25`;
   fixations: float32 [b, L, 3], `(x, y, duration_ms)`, x, y in [0, 1] of the image side S;
   valid: bool [b, L], True on real fixations (a prefix);
-  index: int32 [b], the image number; viewer: int32 [b].
+  index: int32 [b], the image number; viewer: int32 [b];
+  width: float32 [b], the image content's width in units of S (1 for landscape images,
+    < 1 for portrait ones: the right of the canvas is padding).
 Like `pipeline.make_dataset`, a batch is a pure function of (seed, position).
 """
 
@@ -69,12 +72,14 @@ class ScanpathSource:
     def __getitem__(self, index) -> dict[str, np.ndarray]:
         r, v = self.pairs[int(index)]
         n = self.records["lengths"][r, v]
+        height, width = self.records["size"][r]
         return {
             "image": self.records["image"][r],
             "fixations": self.records["fixations"][r, v],
             "valid": np.arange(self.records["fixations"].shape[2]) < n,
             "index": np.int32(self.records["index"][r]),
             "viewer": np.int32(v),
+            "width": np.float32(width / max(height, width)),
         }
 
 
@@ -86,6 +91,22 @@ def normalize_images(images: np.ndarray) -> np.ndarray:
 class _Normalize(grain.transforms.Map):
     def map(self, element: dict) -> dict:
         return {**element, "image": normalize_images(element["image"])}
+
+
+def mirror(element: dict) -> dict:
+    """The example mirrored left–right: the image content (the left `width · S` columns;
+    the padding stays on the right) and the fixations' x (`width - x`, real ones only)."""
+    image, fixations = element["image"].copy(), element["fixations"].copy()
+    columns = max(1, round(float(element["width"]) * image.shape[1]))
+    image[:, :columns] = image[:, :columns][:, ::-1]
+    valid = element["valid"]
+    fixations[valid, 0] = element["width"] - fixations[valid, 0]
+    return {**element, "image": image, "fixations": fixations}
+
+
+class _RandomMirror(grain.transforms.RandomMap):
+    def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+        return mirror(element) if rng.random() < 0.5 else element
 
 
 def make_scanpath_dataset(
@@ -101,9 +122,11 @@ def make_scanpath_dataset(
     process_index: int = 0,
     process_count: int = 1,
     drop_remainder: bool = True,
+    mirror_half: bool = False,
 ) -> grain.IterDataset:
     """Batched scanpaths of `name[split]` for this process (arguments as
-    `pipeline.make_dataset`; a `[start:stop]` slice selects images)."""
+    `pipeline.make_dataset`; a `[start:stop]` slice selects images); `mirror_half`: each
+    example mirrored left–right with probability 1/2 (drawn from `seed` and its position)."""
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index={process_index} not in [0, {process_count})")
     if batch_size <= 0 or batch_size % process_count:
@@ -117,5 +140,7 @@ def make_scanpath_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds[process_index::process_count]
+    if mirror_half:
+        ds = ds.random_map(_RandomMirror(), seed=seed)
     ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder).map(_Normalize())
     return ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))

@@ -5,7 +5,8 @@ weight)`: per-step NLL terms `{name: [b, T]}` (the loss is `terms["nll"]`) avera
 `weight [b, T]`; and `sample(images, key, budget_ms=, max_len=) -> (fixations, valid)`.
 `config.data.name`: a scanpath dataset; `config.sample.beam_size > 0` decodes by beam
 search instead (models with `beam_search`, e.g. OAT); `config.sample.temperature` (default
-1) sharpens (< 1) or flattens (> 1) the sampled distributions.
+1) sharpens (< 1) or flattens (> 1) the sampled distributions; `config.data.mirror`
+mirrors half the training scanpaths left–right (image and x).
 """
 
 import json
@@ -53,6 +54,8 @@ class GazeFamily(Family):
         if isinstance(beam, bool) or not isinstance(beam, int) or beam < 0:
             raise ValueError(f"sample.beam_size={beam!r} must be an int >= 0 (0: sampling)")
         check_temperature(config.get("sample", {}).get("temperature", 1.0))
+        if not isinstance(config.data.get("mirror", False), bool):
+            raise ValueError(f"data.mirror={config.data.get('mirror')!r} must be True or False")
 
     def _records(self, split: str) -> dict:
         return load_split(
@@ -88,6 +91,7 @@ class GazeFamily(Family):
             process_index=process_index,
             process_count=process_count,
             drop_remainder=train,
+            mirror_half=train and config.data.get("mirror", False),
         )
 
     def predict(
