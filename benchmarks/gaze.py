@@ -13,7 +13,9 @@ without 50 ms temporal bins), sequence score (on the 12 × 8 cells), string-edit
 (5 × 5 cells), DTW (in image diagonals) and NSS of the generated fixations on the image's
 human fixation density (σ = 3% of the longer side; for humans, the other viewers' density).
 Targets: both models above the centre bias on MultiMatch, ScanMatch and sequence score;
-the better model closing at least half the centre-bias → human gap on ScanMatch.
+the better model closing at least half the centre-bias → human gap on ScanMatch. For each
+of those metrics, each model's per-image difference from the centre bias is also printed
+as its mean and standard error over the images (how far a margin is from noise).
 
 Sampling temperature: each model is scored at τ = 1 (its density as trained) and at the
 τ of `--temperatures` with the best ScanMatch on the validation images; the centre bias
@@ -38,6 +40,7 @@ from attnzoo.eval import scanpath as sp  # noqa: E402
 from attnzoo.eval.scanpath_baselines import CentreBias, TrainingDensity  # noqa: E402
 
 DENSITY_SIGMA = 0.03  # of the longer image side
+TARGET_METRICS = (*(f"MM {k}" for k in sp.MULTIMATCH_NAMES), "ScanMatch", "sequence score")
 
 
 def pair_scores(generated: np.ndarray, human: np.ndarray, size, saliency) -> dict[str, float]:
@@ -63,9 +66,17 @@ def mean_scores(rows: list[dict]) -> dict[str, float]:
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
 
 
-def evaluate(generate, records: dict, per_image: int, seed: int, score=pair_scores) -> dict:
-    """`generate(i, rng, k) -> [n, 3]` pixels of image `i` → `score`s averaged over its
-    human scanpaths and draws, then over the images."""
+def paired_difference(a: list[dict], b: list[dict], metric: str) -> tuple[float, float]:
+    """Mean and standard error over the images of `a - b` on `metric` (per-image scores of
+    two methods on the same images)."""
+    d = np.array([x[metric] - y[metric] for x, y in zip(a, b)])
+    d = d[~np.isnan(d)]
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def evaluate(generate, records: dict, per_image: int, seed: int, score=pair_scores) -> list:
+    """`generate(i, rng, k) -> [n, 3]` pixels of image `i` → per image, its `score`s
+    averaged over its human scanpaths and draws (`mean_scores` then averages the images)."""
     rng = np.random.default_rng(seed)
     per_image_means = []
     for i in range(len(records["index"])):
@@ -79,20 +90,20 @@ def evaluate(generate, records: dict, per_image: int, seed: int, score=pair_scor
             for h in humans
         ]
         per_image_means.append(mean_scores(rows))
-    return mean_scores(per_image_means)
+    return per_image_means
 
 
 def best_temperature(make_generate, val: dict, per_image: int, temperatures) -> tuple:
     """`(τ, {τ: val ScanMatch})`: the τ of `temperatures` whose generator
     `make_generate(τ)` scores the best ScanMatch on `val`."""
     scores = {
-        t: evaluate(make_generate(t), val, per_image, 0, scanmatch_score)["ScanMatch"]
+        t: mean_scores(evaluate(make_generate(t), val, per_image, 0, scanmatch_score))["ScanMatch"]
         for t in temperatures
     }
     return max(scores, key=scores.get), scores
 
 
-def human_agreement(test: dict) -> dict[str, float]:
+def human_agreement(test: dict) -> list:
     """Each viewer against the other viewers of the image (NSS on the others' density)."""
     per_image_means = []
     for i in range(len(test["index"])):
@@ -105,7 +116,7 @@ def human_agreement(test: dict) -> dict[str, float]:
             saliency = sp.fixation_density(others, (width, height), sigma=sigma)
             rows += [pair_scores(path, h, (width, height), saliency) for h in others]
         per_image_means.append(mean_scores(rows))
-    return mean_scores(per_image_means)
+    return per_image_means
 
 
 def load_model(workdir: str):
@@ -199,17 +210,21 @@ def main() -> None:
                 generate = model_generator(family, model, test, args.per_image, t)
                 methods[label] = evaluate(generate, test, args.per_image, 0)
                 models.append(label)
+    means = {method: mean_scores(per_image) for method, per_image in methods.items()}
     rows = [
-        (f"{method}: {metric}", value)
-        for method, m in methods.items()
-        for metric, value in m.items()
+        (f"{method}: {metric}", value) for method, m in means.items() for metric, value in m.items()
     ]
-    human = methods["human agreement"]["ScanMatch"]
+    human = means["human agreement"]["ScanMatch"]
     for reference in ("centre bias", sharp_centre):
-        base = methods[reference]["ScanMatch"]
+        base = means[reference]["ScanMatch"]
         for name in models:
-            closed = (methods[name]["ScanMatch"] - base) / (human - base)
+            closed = (means[name]["ScanMatch"] - base) / (human - base)
             rows.append((f"{name}: share of the {reference} → human ScanMatch gap", closed))
+    for name in models:
+        for metric in TARGET_METRICS:
+            mean, se = paired_difference(methods[name], methods["centre bias"], metric)
+            rows.append((f"{name} − centre bias: {metric}, mean over images", mean))
+            rows.append((f"{name} − centre bias: {metric}, standard error", se))
     extra = {"machine": machine(), "split": args.split, "per_image": args.per_image}
     extra["val_scanmatch_by_temperature"] = val_scanmatch
     extra["workdirs"] = {"tppgaze": args.tppgaze, "oat": args.oat}
