@@ -90,9 +90,11 @@ def test_mirror_flips_the_image_content_and_x_keeping_the_padding():
 
 
 def test_training_batches_mirror_half_the_scanpaths_reproducibly(nus):
-    def batch(seed, mirror_half):
+    def batch(seed, mirror_half, process_index=0, process_count=1):
         ds = make_scanpath_dataset("nus_scene", "val", batch_size=64, shuffle=False, seed=seed,
-                                   repeat=False, mirror_half=mirror_half)  # fmt: skip
+                                   repeat=False, mirror_half=mirror_half,
+                                   process_index=process_index,
+                                   process_count=process_count)  # fmt: skip
         return next(iter(ds))
 
     plain, mirrored = batch(0, False), batch(0, True)
@@ -106,6 +108,11 @@ def test_training_batches_mirror_half_the_scanpaths_reproducibly(nus):
     )
     np.testing.assert_array_equal(batch(0, True)["fixations"], mirrored["fixations"])
     assert (batch(1, True)["fixations"] != mirrored["fixations"]).any()
+    # Two processes draw what one process draws, each for its share of the positions.
+    for i in (0, 1):
+        np.testing.assert_array_equal(
+            batch(0, True, i, 2)["fixations"], mirrored["fixations"][i::2]
+        )
 
 
 def _write_nus(folder, fixations, sizes):

@@ -1,8 +1,8 @@
 """grain pipelines over a prepared scanpath dataset (`ScanpathFacts`, e.g. `nus_scene`).
 
     records (one per image) → one example per non-empty (image, viewer) scanpath
-    → [slice] → shuffle(seed) → repeat → shard [process_index::process_count]
-    → [mirror half at random (seed)] → batch
+    → [slice] → shuffle(seed) → repeat → [mirror half at random (seed)]
+    → shard [process_index::process_count] → batch
 
 Batches are dicts of numpy arrays:
   image: float32 [b, S, S, 3], `(pixel / 255 - 0.5) / 0.25`;
@@ -139,8 +139,8 @@ def make_scanpath_dataset(
         ds = ds.shuffle()
     if repeat:
         ds = ds.repeat()
-    ds = ds[process_index::process_count]
-    if mirror_half:
+    if mirror_half:  # before sharding: the draws follow the global position
         ds = ds.random_map(_RandomMirror(), seed=seed)
+    ds = ds[process_index::process_count]
     ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder).map(_Normalize())
     return ds.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
