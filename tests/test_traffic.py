@@ -13,6 +13,7 @@ from attnzoo.graph import (
     spatial_embedding,
 )
 from attnzoo.layers.masks import Causal, Dense
+from attnzoo.zoo.traffic.batch_norm import ScheduledBatchNorm
 from attnzoo.zoo.traffic.gman import STAttBlock
 
 B, T, N, D = 2, 5, 6, 8
@@ -20,7 +21,7 @@ B, T, N, D = 2, 5, 6, 8
 
 @pytest.fixture(scope="module")
 def block():
-    return STAttBlock(D, 2, 4, bn_momentum=0.9, rngs=nnx.Rngs(0))
+    return STAttBlock(D, 2, 4, bn_decay_steps=2, rngs=nnx.Rngs(0))
 
 
 def _inputs(seed=0):
@@ -56,6 +57,26 @@ def test_spatial_attention_respects_the_graph_mask(block):
     weights = np.asarray(block.spatial.weights(h, h, mask=mask, impl="reference"))
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)  # [b, T, N, K, N]
     assert np.all(weights[..., ~adjacency[:, None, :].repeat(2, 1)] == 0)
+
+
+def test_batch_norm_keeps_debiased_moving_statistics_on_the_official_decay_schedule():
+    """Decay 0.5 for `decay_steps` steps, then 0.75 (official `1 - 0.5 · 0.5^k`); the
+    evaluation mean is the moving average divided by its total weight (TF zero_debias)."""
+    bn = ScheduledBatchNorm(1, decay_steps=2)
+    np.testing.assert_allclose(bn.statistics(), ([0.0], [1.0]))  # before any step
+    batches = [np.array([[1.0], [3.0]]), np.array([[5.0], [5.0]]), np.array([[0.0], [4.0]])]
+    for x in batches:  # means 2, 5, 2; biased variances 1, 0, 4
+        out = bn(x.astype(np.float32))
+    np.testing.assert_allclose(out, [[-2.0 / np.sqrt(4.001)], [2.0 / np.sqrt(4.001)]], rtol=1e-6)
+    # Weights of the three batches: 0.5·0.5·0.75, 0.5·0.75, 0.25; total 1 - 0.5·0.5·0.75.
+    w = np.array([0.1875, 0.375, 0.25]) / 0.8125
+    mean, var = bn.statistics()
+    np.testing.assert_allclose(mean, [w @ [2.0, 5.0, 2.0]], rtol=1e-6)
+    np.testing.assert_allclose(var, [w @ [1.0, 0.0, 4.0]], rtol=1e-6)
+    bn.eval()
+    np.testing.assert_allclose(
+        bn(np.array([[7.0]], np.float32)), [(7.0 - mean) / np.sqrt(var + 1e-3)], rtol=1e-6
+    )
 
 
 def test_masked_metrics_ignore_zeros():

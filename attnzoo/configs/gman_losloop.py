@@ -2,7 +2,7 @@
 
     python -m attnzoo.train --config=gman_losloop --workdir=runs/gman_losloop
 
-GMAN's official recipe (L = 3, K = 8, d = 8, Adam 1e-3 ×0.7 every 5 epochs, batch 32, best
+GMAN's official recipe (L = 3, K = 8, d = 8, Adam 1e-3 ×0.7 every 5 epochs, batch 16, best
 checkpoint by val MAE, patience 10) on Los-loop 12 → 12 steps; node2vec (p = 2, q = 1, 64-d)
 on `los_adj.csv`, computed once and cached. Figures: benchmarks/README.md (traffic).
 """

@@ -14,7 +14,10 @@ H = FC(FC(z H_S + (1 - z) H_T)); output X + H.
 Code details followed (differences from the paper's text): every FC is a 1×1 conv with
 Glorot-uniform kernels and zero biases; a ReLU-activated FC applies batch norm (ε = 1e-3)
 before the ReLU, an FC without activation has no batch norm; dropout 0.1 before both output
-FCs. The model returns `pred · std + mean`, the official train.py's unscaling, so its output
+FCs; batch norm as the official `tf_utils` + `train.py` (`batch_norm.py`: zero-debiased
+moving statistics whose decay grows 0.5 → 0.99, doubling its distance to 1 every
+`bn_decay_steps`, the official 5 epochs; the default 430 is 5 Los-loop epochs at batch 16).
+The model returns `pred · std + mean`, the official train.py's unscaling, so its output
 is in the data's original units. Optionally the spatial attention only sees graph neighbours
 (`graph_mask`), an extension (the official attention is over all nodes).
 """
@@ -29,6 +32,7 @@ from flax import nnx
 from attnzoo.layers.attention import attend
 from attnzoo.layers.masks import Causal, Dense
 from attnzoo.zoo.registry import register
+from attnzoo.zoo.traffic.batch_norm import ScheduledBatchNorm
 
 
 class Constant(nnx.Variable):
@@ -47,7 +51,7 @@ class FC(nnx.Module):
         *,
         use_bias: bool = True,
         dropout: float = 0.0,
-        bn_momentum: float = 0.99,
+        bn_decay_steps: int,
         rngs: nnx.Rngs,
     ):
         dims = (in_dim, *units)
@@ -62,7 +66,7 @@ class FC(nnx.Module):
             for a, b in zip(dims[:-1], dims[1:])
         )
         self.norms = nnx.List(
-            nnx.BatchNorm(b, momentum=bn_momentum, epsilon=1e-3, rngs=rngs) if relu else None
+            ScheduledBatchNorm(b, decay_steps=bn_decay_steps) if relu else None
             for b, relu in zip(units, relus)
         )
         self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
@@ -87,9 +91,9 @@ class NodeAttention(nnx.Module):
     `spatialAttention`/`temporalAttention`/`transformAttention` with `attend`:
     q, k, v = ReLU(FC) of their inputs; output FC(D→D→D, ReLU then linear)."""
 
-    def __init__(self, q_dim, kv_dim, v_dim, num_heads, head_dim, *, bn_momentum, rngs):
+    def __init__(self, q_dim, kv_dim, v_dim, num_heads, head_dim, *, bn_decay_steps, rngs):
         dim = num_heads * head_dim
-        fc = dict(bn_momentum=bn_momentum, rngs=rngs)
+        fc = dict(bn_decay_steps=bn_decay_steps, rngs=rngs)
         self.num_heads = num_heads
         self.query = FC(q_dim, (dim,), (True,), **fc)
         self.key = FC(kv_dim, (dim,), (True,), **fc)
@@ -119,8 +123,8 @@ class NodeAttention(nnx.Module):
 class GatedFusion(nnx.Module):
     """z = σ(FC_nobias(H_S) + FC(H_T)); H = FC(FC(z H_S + (1 - z) H_T))."""
 
-    def __init__(self, dim: int, *, bn_momentum: float, rngs: nnx.Rngs):
-        fc = dict(bn_momentum=bn_momentum, rngs=rngs)
+    def __init__(self, dim: int, *, bn_decay_steps: int, rngs: nnx.Rngs):
+        fc = dict(bn_decay_steps=bn_decay_steps, rngs=rngs)
         self.spatial = FC(dim, (dim,), (False,), use_bias=False, **fc)
         self.temporal = FC(dim, (dim,), (False,), **fc)
         self.out = FC(dim, (dim, dim), (True, False), **fc)
@@ -133,11 +137,11 @@ class GatedFusion(nnx.Module):
 class STAttBlock(nnx.Module):
     """X `[b, T, N, D]`, STE `[b, T, N, D]` → X + fused(spatial, causal temporal)."""
 
-    def __init__(self, dim, num_heads, head_dim, *, bn_momentum, rngs):
-        att = dict(bn_momentum=bn_momentum, rngs=rngs)
+    def __init__(self, dim, num_heads, head_dim, *, bn_decay_steps, rngs):
+        att = dict(bn_decay_steps=bn_decay_steps, rngs=rngs)
         self.spatial = NodeAttention(2 * dim, 2 * dim, 2 * dim, num_heads, head_dim, **att)
         self.temporal = NodeAttention(2 * dim, 2 * dim, 2 * dim, num_heads, head_dim, **att)
-        self.fusion = GatedFusion(dim, bn_momentum=bn_momentum, rngs=rngs)
+        self.fusion = GatedFusion(dim, bn_decay_steps=bn_decay_steps, rngs=rngs)
 
     def __call__(self, x, ste, *, graph_mask, impl: str) -> jax.Array:
         b, t, n, d = x.shape
@@ -165,7 +169,7 @@ class GMAN(nnx.Module):
         num_heads: int = 8,
         head_dim: int = 8,
         adjacency: np.ndarray | None = None,
-        bn_momentum: float = 0.99,
+        bn_decay_steps: int = 430,
         attention_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
@@ -177,7 +181,7 @@ class GMAN(nnx.Module):
         if np.ndim(spatial_embedding) != 2:
             raise ValueError(f"spatial_embedding must be [N, D], got {np.shape(spatial_embedding)}")
         dim = num_heads * head_dim
-        fc = dict(bn_momentum=bn_momentum, rngs=rngs)
+        fc = dict(bn_decay_steps=bn_decay_steps, rngs=rngs)
         self.input_len, self.horizon, self.steps_per_day = input_len, horizon, steps_per_day
         self.mean, self.std, self.impl = float(mean), float(std), attention_impl
         self.spatial_embedding = Constant(jnp.asarray(spatial_embedding, jnp.float32))
