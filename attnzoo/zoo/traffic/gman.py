@@ -15,7 +15,7 @@ Code details followed (differences from the paper's text): every FC is a 1×1 co
 Glorot-uniform kernels and zero biases; a ReLU-activated FC applies batch norm (ε = 1e-3)
 before the ReLU, an FC without activation has no batch norm; dropout 0.1 before both output
 FCs; batch norm as the official `tf_utils` + `train.py` (`batch_norm.py`: zero-debiased
-moving statistics whose decay grows 0.5 → 0.99, doubling its distance to 1 every
+moving statistics whose decay grows 0.5 → 0.99, halving its distance to 1 every
 `bn_decay_steps`, the official 5 epochs; the default 430 is 5 Los-loop epochs at batch 16).
 The model returns `pred · std + mean`, the official train.py's unscaling, so its output
 is in the data's original units. Optionally the spatial attention only sees graph neighbours
