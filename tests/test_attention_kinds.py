@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from attnzoo.layers.attention_kinds import ATTENTION_KINDS, attention_kind
+from attnzoo.layers.causal_attention import MaxLogit
 from attnzoo.layers.masks import Causal, LocalWindow1D
 from attnzoo.layers.multi_head_attention import MultiHeadAttention
 
@@ -68,7 +69,7 @@ def test_no_position_sees_the_future(kind):
 
 forward = nnx.jit(lambda m, x: m(x))
 decode_step = nnx.jit(lambda m, x: m(x, decode=True))
-captured_forward = nnx.jit(nnx.capture(lambda m, x: m(x), nnx.Intermediate))
+captured_forward = nnx.jit(nnx.capture(lambda m, x: m(x), MaxLogit))
 
 
 @pytest.mark.parametrize("window", [None, 3], ids=["full", "window3"])

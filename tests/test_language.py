@@ -250,6 +250,10 @@ def test_muon_clip_bounds_every_heads_logit_by_tau(clipped_run):
     below = first < 0.5
     np.testing.assert_allclose(then[below], first[below], rtol=1e-3)  # untouched heads
     assert not any(k.startswith("max_logit/") for k in metrics)  # only scalars logged
+    unclipped = get_family(trainer.config.copy_and_resolve_references())
+    unclipped.config.optimizer.qk_clip = 0.0  # no QK-Clip: no second q.k pass, no max logits
+    _, aux = nnx.jit(unclipped.loss)(trainer.model(before), batch, jax.random.key(0))
+    assert "max_logit" in metrics and not any(k.startswith("max_logit") for k in aux)
 
 
 def test_sample_entry_point_and_its_errors(clipped_run, capsys):

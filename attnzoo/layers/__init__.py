@@ -5,7 +5,7 @@ norms, MLPs (incl. SwiGLU / PolyNorm gated), patch and position embeddings."""
 from attnzoo.layers.activations import gelu_tanh
 from attnzoo.layers.attention import attend, attention_weights
 from attnzoo.layers.attention_kinds import ATTENTION_KINDS, attention_kind
-from attnzoo.layers.causal_attention import CausalAttention, max_logits
+from attnzoo.layers.causal_attention import CausalAttention, MaxLogit, max_logits
 from attnzoo.layers.differential import differential_attend
 from attnzoo.layers.differential_attention import (
     DifferentialAttention,
@@ -54,6 +54,7 @@ __all__ = [
     "LocalWindow1D",
     "LocalWindow2D",
     "Mask",
+    "MaxLogit",
     "MixtureOfHeadsAttention",
     "Mlp",
     "MobaAttention",

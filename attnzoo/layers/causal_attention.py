@@ -4,9 +4,11 @@ Every kind is ``Kind(in_features, num_heads, *, num_kv_heads=None, head_dim=None
 layer_index=0, window=None, rope_base=10000.0, impl="auto", rngs, **options)`` with
 ``init_cache(batch_size, max_length)`` and ``__call__(x [b, t, e], *, positions=None,
 decode=False, rng=None) -> [b, t, e]``. Always causal; RoPE on q and k; ``window`` (optional)
-limits each query to its last ``window`` keys (itself included). Under ``nnx.capture`` a kind
-sows ``nnx.Intermediate`` ``"max_logit"`` (float32 ``[num_heads]``, the max pre-softmax logit
-per head over this call; stop-gradient) and, with an auxiliary loss, ``"aux_loss"``.
+limits each query to its last ``window`` keys (itself included). Under ``nnx.capture(fn,
+MaxLogit, ...)`` a kind sows :class:`MaxLogit` ``"max_logit"`` (float32 ``[num_heads]``, the
+max pre-softmax logit per head over this call; stop-gradient; a second ``q.k`` pass, so only
+when asked for), and under ``nnx.capture(fn, nnx.Intermediate)`` its auxiliary loss
+``"aux_loss"`` if it has one.
 ``qk_clip(max_logit, tau)`` rescales W_q / W_k so that each head's logits stay ``<= tau``.
 
 Subclasses change the projection layout (:meth:`CausalAttention.projection_heads`,
@@ -26,15 +28,21 @@ from attnzoo.layers.masks import Causal, LocalWindow1D, Mask
 from attnzoo.layers.multi_head_attention import check_cache_room
 from attnzoo.layers.rope import apply_rope
 
-__all__ = ["CausalAttention", "capturing", "gqa_owners", "max_logits"]
+__all__ = ["CausalAttention", "MaxLogit", "capturing", "gqa_owners", "max_logits"]
 
 _LOGIT_CHUNK = 512  # query rows per step of max_logits (bounds its [b, h, c, s] buffer)
 
 
-def capturing(module: nnx.Module) -> bool:
-    """Whether ``module`` runs under ``nnx.capture`` (flax 0.12 sets ``__captures__``): the
-    kinds compute and sow their statistics only then (sowing elsewhere mutates the module)."""
-    return hasattr(module, "__captures__")
+class MaxLogit(nnx.Intermediate):
+    """The per-head max logit a kind sows when ``nnx.capture`` asks for this type (list it
+    before ``nnx.Intermediate``, which would otherwise collect it)."""
+
+
+def capturing(module: nnx.Module, kind: type[nnx.Variable] = nnx.Intermediate) -> bool:
+    """Whether ``module`` runs under ``nnx.capture`` of variables of exactly type ``kind``
+    (flax 0.12 sets ``__captures__``): the kinds compute and sow their statistics only then
+    (sowing elsewhere mutates the module)."""
+    return any(type(v) is kind for v in getattr(module, "__captures__", ()))
 
 
 def max_logits(q: jax.Array, k: jax.Array, mask: Mask | None, scale: float) -> jax.Array:
@@ -205,8 +213,8 @@ class CausalAttention(nnx.Module):
         return attend(q, k, v, mask=mask, impl=self.impl)
 
     def sow_max_logit(self, q, k, mask: Mask | None) -> None:
-        if capturing(self):
-            self.sow(nnx.Intermediate, "max_logit", max_logits(q, k, mask, self.head_dim**-0.5))
+        if capturing(self, MaxLogit):
+            self.sow(MaxLogit, "max_logit", max_logits(q, k, mask, self.head_dim**-0.5))
 
     def qk_clip(self, max_logit: jax.Array, tau: float) -> None:
         """QK-Clip: ``gamma = min(1, tau / max_logit)`` per logit head; every projected q and k

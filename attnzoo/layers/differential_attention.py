@@ -21,7 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attnzoo.layers.causal_attention import CausalAttention, capturing, gqa_owners, max_logits
+from attnzoo.layers.causal_attention import (
+    CausalAttention,
+    MaxLogit,
+    capturing,
+    gqa_owners,
+    max_logits,
+)
 from attnzoo.layers.differential import differential_attend
 
 __all__ = ["DifferentialAttention", "GroupedDifferentialAttention", "lambda_init"]
@@ -93,11 +99,11 @@ class DifferentialAttention(CausalAttention):
         q1, q2 = q[:, :, :h], q[:, :, h:]  # [b, t, h, d], [b, t, h2, d]
         k1, k2 = k[:, :, :hkv], k[:, :, hkv:]  # [b, s, hkv, d] each
         mask = self.mask(offset)
-        if capturing(self):
+        if capturing(self, MaxLogit):
             scale = self.head_dim**-0.5
             noise = jnp.repeat(max_logits(q2, k2, mask, scale), h // self.noise_heads)
             self.sow(
-                nnx.Intermediate,
+                MaxLogit,
                 "max_logit",
                 jnp.maximum(max_logits(q1, k1, mask, scale), noise),
             )

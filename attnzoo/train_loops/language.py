@@ -6,7 +6,8 @@ Batches: `inputs`, `targets` int32 `[b, L]` (`attnzoo.data.text_pipeline`).
 `config.data`: `name` (a text dataset), `context_len` L, `tokenizer` ("byte" | "bpe"),
 `vocab_size` (bpe). A BPE is trained on the train split at the start of a run and saved
 as `WORKDIR/tokenizer.json`; runs resumed or sampled from that workdir reload it.
-`config.optimizer.qk_clip`: τ of QK-Clip (0 = off). Auxiliary losses (MoH's balance loss)
+`config.optimizer.qk_clip`: τ of QK-Clip (0 = off); the per-layer max logits it needs (and
+the `max_logit` metric) are computed only when it is on. Auxiliary losses (MoH's balance loss)
 come weighted by their layers.
 """
 
@@ -26,6 +27,7 @@ from attnzoo import data
 from attnzoo.data.pipeline import parse_split
 from attnzoo.data.text_pipeline import make_text_dataset, split_text
 from attnzoo.data.tokenizer import KINDS, TOKENIZER_FILE, BpeTokenizer, ByteTokenizer
+from attnzoo.layers.causal_attention import MaxLogit
 from attnzoo.train_loops.checkpointing import latest_meta
 from attnzoo.train_loops.family import Family, model_kwargs
 from attnzoo.zoo.language.generation import generate
@@ -34,11 +36,12 @@ from attnzoo.zoo.registry import create_model
 MAX_LOGIT = "max_logit"
 
 
-def _sown(intermediates: nnx.State, name: str) -> list[tuple[tuple, jax.Array]]:
+def _sown(states: list[nnx.State], name: str) -> list[tuple[tuple, jax.Array]]:
     """`(path of the sowing module, value)` of every value sown under `name`."""
     return [
         (path[:-1], v)
-        for path, var in nnx.to_flat_state(intermediates)
+        for state in states
+        for path, var in nnx.to_flat_state(state)
         if path[-1] == name
         for v in var.get_value()
     ]
@@ -117,11 +120,16 @@ class LanguageFamily(Family):
         kwargs.update(model_kwargs(self.config.model))
         return create_model(self.config.model.name, rngs=rngs, **kwargs)
 
-    def _forward(self, model, inputs, rng=None):
-        return nnx.capture(lambda m, x: m(x, rng=rng), nnx.Intermediate)(model, inputs)
+    def _forward(self, model, inputs, rng=None, *, max_logits=False):
+        """Logits `[b, L, V]` and the sown states; the attention layers' max logits (a second
+        q.k pass) only with `max_logits`."""
+        kinds = (MaxLogit, nnx.Intermediate) if max_logits else (nnx.Intermediate,)
+        logits, *states = nnx.capture(lambda m, x: m(x, rng=rng), *kinds)(model, inputs)
+        return logits, states
 
     def loss(self, model, batch, rng):
-        logits, intermediates = self._forward(model, batch["inputs"], rng)  # [b, L, V]
+        clip = self.config.optimizer.get("qk_clip", 0.0) > 0
+        logits, intermediates = self._forward(model, batch["inputs"], rng, max_logits=clip)
         nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean()
         metrics, loss = {"nll": nll}, nll
         aux = [v for _, v in _sown(intermediates, "aux_loss")]  # each already weighted
