@@ -26,6 +26,7 @@ from flax import nnx
 from attnzoo.layers.attention import attend
 from attnzoo.layers.masks import Causal, LocalWindow1D, Mask
 from attnzoo.layers.multi_head_attention import check_cache_room
+from attnzoo.layers.projections import project_together
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["CausalAttention", "MaxLogit", "capturing", "gqa_owners", "max_logits"]
@@ -193,9 +194,9 @@ class CausalAttention(nnx.Module):
             check_cache_room(offset, t, self.cached_key.shape[1])
         if positions is None:
             positions = offset + jnp.arange(t, dtype=jnp.int32)
-        q = apply_rope(self.query(x), positions, base=self.rope_base)  # [b, t, hq, d]
-        k = apply_rope(self.key(x), positions, base=self.rope_base)  # [b, t, hk, d]
-        v = self.value(x)  # [b, t, hv, dv]
+        q, k, v = project_together(x, (self.query, self.key, self.value))
+        q = apply_rope(q, positions, base=self.rope_base)  # [b, t, hq, d]
+        k = apply_rope(k, positions, base=self.rope_base)  # [b, t, hk, d]; v [b, t, hv, dv]
         if decode:
             k = self.write_cache("cached_key", k, offset)  # [b, max_len, hk, d]
             v = self.write_cache("cached_value", v, offset)  # [b, max_len, hv, dv]

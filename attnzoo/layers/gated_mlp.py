@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.mlp import dense
+from attnzoo.layers.projections import project_together
 
 __all__ = ["GATES", "GatedMlp", "PolyNorm", "polynorm"]
 
@@ -89,6 +90,6 @@ class GatedMlp(nnx.Module):
         self.polynorm = PolyNorm() if gate == "polynorm" else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        g = self.gate(x)  # [..., mlp]
+        g, u = project_together(x, (self.gate, self.up))  # [..., mlp] each
         act = nnx.silu(g) if self.polynorm is None else self.polynorm(g)
-        return self.down(act * self.up(x))  # [..., e]
+        return self.down(act * u)  # [..., e]

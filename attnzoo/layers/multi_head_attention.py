@@ -16,6 +16,7 @@ from flax import nnx
 
 from attnzoo.layers.attention import attend, attention_weights
 from attnzoo.layers.masks import Causal, Mask
+from attnzoo.layers.projections import project_together
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["MultiHeadAttention", "check_cache_room"]
@@ -147,15 +148,9 @@ class MultiHeadAttention(nnx.Module):
         self.cache_index = nnx.Cache(jnp.array(0, dtype=jnp.int32))
 
     def _project_qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Self-attention q, k, v ``[b, t, h|hkv, d]`` from one matmul over the concatenated
-        kernels (one large GEMM is markedly faster than three small ones on CPU)."""
-        layers = (self.query, self.key, self.value)
-        kernel = jnp.concatenate([m.kernel[...] for m in layers], axis=1)  # [e, h+2hkv, d]
-        qkv = jnp.einsum("bte,ehd->bthd", x.astype(self.dtype), kernel.astype(self.dtype))
-        if self.query.bias is not None:
-            qkv = qkv + jnp.concatenate([m.bias[...] for m in layers], axis=0).astype(self.dtype)
-        h, hkv = self.num_heads, self.num_kv_heads
-        return qkv[:, :, :h], qkv[:, :, h : h + hkv], qkv[:, :, h + hkv :]
+        """Self-attention q, k, v ``[b, t, h|hkv, d]`` from one matmul."""
+        q, k, v = project_together(x, (self.query, self.key, self.value), self.dtype)
+        return q, k, v
 
     def _rope(self, x, positions):
         return apply_rope(x, positions, base=self.rope_base, fraction=self.rope_fraction)
