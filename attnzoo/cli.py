@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from attnzoo.configs import ConfigError, apply_overrides, list_configs, load_config
+from attnzoo.huge_pages import reexec_with_huge_pages
 
 
 def parse(argv: list[str], description: str) -> tuple[argparse.Namespace, object]:
@@ -81,7 +82,9 @@ def quiet_background_logs() -> None:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """Runs `main(argv)`; expected failures print one line and exit nonzero."""
+    """Runs `main(argv)` (in a process with transparent huge pages for XLA's buffers,
+    `attnzoo.huge_pages`); expected failures print one line and exit nonzero."""
+    reexec_with_huge_pages()
     from attnzoo.data import DataNotFoundError
     from attnzoo.train_loops.shutdown import TrainingInterrupted
     from attnzoo.train_loops.trainer import NonFiniteLossError

@@ -28,6 +28,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from common import machine  # noqa: E402
 
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.layers.attention import attend  # noqa: E402
 from attnzoo.layers.masks import BlockSparse, Causal, LocalWindow1D, LocalWindow2D  # noqa: E402
 
@@ -180,4 +181,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

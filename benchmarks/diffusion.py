@@ -32,6 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from common import machine, report  # noqa: E402
 
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.layers.anchor_mask import LocalWithAnchors  # noqa: E402
 from attnzoo.layers.attention import attend  # noqa: E402
 from attnzoo.layers.masks import LocalWindow2D  # noqa: E402
@@ -177,4 +178,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

@@ -38,6 +38,7 @@ from common import machine, report  # noqa: E402
 from attnzoo.data.scanpaths import human_scanpaths, load_split  # noqa: E402
 from attnzoo.eval import scanpath as sp  # noqa: E402
 from attnzoo.eval.scanpath_baselines import CentreBias, TrainingDensity  # noqa: E402
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 
 DENSITY_SIGMA = 0.03  # of the longer image side
 TARGET_METRICS = (*(f"MM {k}" for k in sp.MULTIMATCH_NAMES), "ScanMatch", "sequence score")
@@ -232,4 +233,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

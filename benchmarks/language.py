@@ -41,6 +41,7 @@ from common import machine, matmul_peak_flops, report, step_flops  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.layers.attention_kinds import ATTENTION_KINDS, attention_kind  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 from attnzoo.zoo.language.generation import generate  # noqa: E402
@@ -193,4 +194,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import report  # noqa: E402
 from vs_pytorch import case_config  # noqa: E402
 
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.train_loops import partitioning  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
@@ -154,4 +155,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

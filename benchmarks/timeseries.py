@@ -25,6 +25,7 @@ from common import machine, matmul_peak_flops, report  # noqa: E402
 from attnzoo import data  # noqa: E402
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
 from attnzoo.eval.forecasting import baseline_metrics  # noqa: E402
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
 # Pathformer paper, input 96 (MSE, MAE); see ../shared/reference/MODELS.md.
@@ -112,4 +113,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

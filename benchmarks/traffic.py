@@ -30,6 +30,7 @@ from attnzoo import graph  # noqa: E402
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
 from attnzoo.data import graph_windows, los_loop, metr_la, paths  # noqa: E402
 from attnzoo.eval import traffic  # noqa: E402
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
 RUNS = {
@@ -155,4 +156,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

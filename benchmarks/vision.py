@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine, report  # noqa: E402
 
 from attnzoo.configs import load_config  # noqa: E402
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.layers.attention import attend  # noqa: E402
 from attnzoo.layers.routing import route, routed_attention  # noqa: E402
 from attnzoo.layers.token_order import to_window_first  # noqa: E402
@@ -171,4 +172,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()

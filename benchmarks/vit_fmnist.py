@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine, matmul_peak_flops, report, step_flops  # noqa: E402
 
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
+from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
 
@@ -73,4 +74,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # as the command-line entry points do
     main()
