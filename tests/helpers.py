@@ -15,6 +15,7 @@ def cli_env(devices: int = 8, **extra: str) -> dict:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}"
     env["JAX_PLATFORMS"] = "cpu"
+    env["ATTNZOO_NO_HUGE_PAGES"] = "1"  # tiny runs: not worth a second interpreter start
     env.update(extra)
     return env
 

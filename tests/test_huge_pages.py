@@ -37,3 +37,13 @@ def test_reexecutes_once_with_the_tunable_and_the_same_arguments():
 def test_opt_out_keeps_the_process_as_started():
     lines = _run({"GLIBC_TUNABLES": None, OPT_OUT: "1"})
     assert lines == ["started", "None ['--flag', 'x']"]
+
+
+@linux_glibc
+def test_the_command_line_runs_through_the_reexecution():
+    env = {k: v for k, v in os.environ.items() if k not in (OPT_OUT, "GLIBC_TUNABLES")}
+    out = subprocess.run(
+        [sys.executable, "-m", "attnzoo.train", "--list"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "vit_tiny_digits" in out.stdout.split()
