@@ -7,8 +7,8 @@ inside the matmuls that first touch them. With glibc's ``glibc.malloc.hugetlb=1`
 malloc asks for transparent huge pages on such blocks (where the kernel's THP mode is
 ``madvise`` or ``always``) and a step faults ~600 times instead: measured on the project's
 2-core CPU, the language model's train step 23% faster, the ViT-tiny's a few percent
-(benchmarks/README.md). Tunables are read when a
-process starts, so the command-line entry points re-execute themselves once with it set.
+(benchmarks/README.md). Tunables are read when a process starts, so the command-line entry
+points re-execute themselves once with it set.
 """
 
 from __future__ import annotations

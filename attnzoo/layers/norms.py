@@ -40,15 +40,20 @@ def _layer_norm_bwd(eps, residuals, g):
 layer_norm_fn.defvjp(_layer_norm_fwd, _layer_norm_bwd)
 
 
+def _in_float32(norm: nnx.Module, fn, x: jax.Array, *params: nnx.Param) -> jax.Array:
+    """`fn(x, *params, norm.epsilon)` computed in (at least) float32, returned in the norm's
+    dtype (default: x's), as flax's norms compute."""
+    dtype = norm.dtype or x.dtype
+    f32 = jnp.promote_types(dtype, jnp.float32)
+    return fn(x.astype(f32), *(p[...].astype(f32) for p in params), norm.epsilon).astype(dtype)
+
+
 class LayerNorm(nnx.LayerNorm):
     """`nnx.LayerNorm` over the last axis (same params, same forward values) computed by
     :func:`layer_norm_fn`, whose gradient is cheaper."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = self.dtype or x.dtype
-        f32 = jnp.promote_types(dtype, jnp.float32)
-        scale, bias = self.scale[...].astype(f32), self.bias[...].astype(f32)
-        return layer_norm_fn(x.astype(f32), scale, bias, self.epsilon).astype(dtype)
+        return _in_float32(self, layer_norm_fn, x, self.scale, self.bias)
 
 
 def layer_norm(features: int, *, eps: float = 1e-6, dtype=jnp.float32, rngs: nnx.Rngs) -> LayerNorm:
@@ -96,10 +101,7 @@ class RMSNorm(nnx.RMSNorm):
     :func:`rms_norm_fn`, whose gradient is cheaper."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        dtype = self.dtype or x.dtype
-        f32 = jnp.promote_types(dtype, jnp.float32)
-        scale = self.scale[...].astype(f32)
-        return rms_norm_fn(x.astype(f32), scale, self.epsilon).astype(dtype)
+        return _in_float32(self, rms_norm_fn, x, self.scale)
 
 
 def rms_norm(features: int, *, eps: float = 1e-6, dtype=jnp.float32, rngs: nnx.Rngs) -> RMSNorm:
