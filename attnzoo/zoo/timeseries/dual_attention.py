@@ -12,7 +12,10 @@ x `[b, T, N, d]` (T steps, N nodes = variables, d embedding) is cut into `T / P`
   `[b·N, T/P, d·P]` is reshaped to `[b, T, N, d]` without a transpose, as the official
   code does (it mixes nodes and time; kept for faithfulness).
 Both attentions call `attend`. Output: `ffn(dropout(x + intra + inter)) + ...` with a
-GELU FFN (residual), dropout 0.1 (0.2 inside the FFN).
+GELU FFN (residual), dropout 0.1 (0.2 inside the FFN). The FFN runs in row chunks
+(`layers.chunked_mlp`: its [b, T, N, 64] hidden array never exists whole) and every
+dropout draws the hash mask of `layers.dropout` (threefry masks cost more than the
+model's matmuls on CPU).
 """
 
 import jax
@@ -20,6 +23,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.attention import attend
+from attnzoo.layers.chunked_mlp import mlp_in_row_chunks
+from attnzoo.layers.dropout import Dropout
 from attnzoo.layers.mlp import torch_dense
 
 MEMORY_DIM = 16  # node memory / query-embedding size (hard-coded officially)
@@ -112,8 +117,8 @@ class InterPatchAttention(nnx.Module):
         self.key = torch_dense(width, width, rngs=rngs)
         self.value = torch_dense(width, width, rngs=rngs)
         self.out = torch_dense(width, width, rngs=rngs)
-        self.embed_dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.out_dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.embed_dropout = Dropout(dropout, rngs=rngs)
+        self.out_dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, t, nodes, d = x.shape
@@ -139,12 +144,16 @@ class DualAttentionExpert(nnx.Module):
             raise ValueError(f"patch size {patch} does not divide the input length {seq_len}")
         self.intra = IntraPatchAttention(seq_len, patch, num_nodes, d, rngs=rngs)
         self.inter = InterPatchAttention(seq_len, patch, d, rngs=rngs)
-        self.dropout = nnx.Dropout(0.1, rngs=rngs)
+        self.dropout = Dropout(0.1, rngs=rngs)
         self.ff1 = torch_dense(d, d_ff, (None, "mlp"), rngs=rngs)
-        self.ff_dropout = nnx.Dropout(0.2, rngs=rngs)
+        self.ff_dropout = Dropout(0.2, rngs=rngs)
         self.ff2 = torch_dense(d_ff, d, ("mlp", None), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out = self.dropout(x + self.intra(x) + self.inter(x))
-        hidden = self.ff_dropout(nnx.gelu(self.ff1(out), approximate=False))
-        return self.ff2(hidden) + out
+        ffn = mlp_in_row_chunks(out, self.ff1, self.ff2, _gelu_exact, self.ff_dropout)
+        return ffn + out
+
+
+def _gelu_exact(x: jax.Array) -> jax.Array:
+    return nnx.gelu(x, approximate=False)
