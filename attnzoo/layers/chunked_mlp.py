@@ -35,6 +35,8 @@ def mlp_in_row_chunks(
     Chunks run along the positions (`...`), never the batch, so a batch-sharded x stays
     sharded; a chunk holds about `rows_per_chunk` rows of the whole batch. `rngs`: the
     step's streams for dropout (default: the layer's own)."""
+    if dropout.rate >= 1.0:
+        raise ValueError(f"mlp_in_row_chunks takes a dropout rate below 1, not {dropout.rate}")
     batch, d_in = x.shape[0], x.shape[-1]
     rows = math.prod(x.shape[1:-1])
     chunk = min(rows, max(1, -(-rows_per_chunk // batch)))

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.activations import gelu_tanh
+from attnzoo.layers.dropout import Dropout
 
 _ACTIVATIONS = {
     "gelu": gelu_tanh,
@@ -66,7 +67,7 @@ class Mlp(nnx.Module):
             dtype=dtype,
             rngs=rngs,
         )
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         """`rngs`: the step's streams for dropout (default: the layer's own stream)."""

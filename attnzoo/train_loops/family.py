@@ -103,7 +103,7 @@ def step_key(seed: int, step: jax.Array) -> jax.Array:
 
 
 def reseed_streams(model: nnx.Module, rng: jax.Array) -> None:
-    """Reseeds every RNG stream a model holds (its `nnx.Dropout`s, noise streams) from the
+    """Reseeds every RNG stream a model holds (its dropout layers, noise streams) from the
     step key, each stream's key folded with a hash of its path so layers draw differently.
     For families whose models draw from their own streams rather than an `rngs` argument."""
 

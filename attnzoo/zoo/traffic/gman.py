@@ -30,6 +30,7 @@ import numpy as np
 from flax import nnx
 
 from attnzoo.layers.attention import attend
+from attnzoo.layers.dropout import Dropout
 from attnzoo.layers.masks import Causal, Dense
 from attnzoo.zoo.registry import register
 from attnzoo.zoo.traffic.batch_norm import ScheduledBatchNorm
@@ -69,7 +70,7 @@ class FC(nnx.Module):
             ScheduledBatchNorm(b, decay_steps=bn_decay_steps) if relu else None
             for b, relu in zip(units, relus)
         )
-        self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
+        self.dropout = Dropout(dropout, rngs=rngs) if dropout else None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for linear, norm in zip(self.linears, self.norms):

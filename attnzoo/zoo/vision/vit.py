@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attnzoo.layers.dropout import Dropout
 from attnzoo.layers.mlp import Mlp, dense
 from attnzoo.layers.multi_head_attention import MultiHeadAttention
 from attnzoo.layers.norms import layer_norm
@@ -55,7 +56,7 @@ class EncoderBlock(nnx.Module):
         self.mlp = Mlp(
             width, mlp_dim, activation=mlp_activation, dropout=dropout, dtype=dtype, rngs=rngs
         )
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, mask=None, rngs: nnx.Rngs | None = None) -> jax.Array:
         """`mask`: attention mask over the tokens; `rngs`: the step's streams (dropout)."""
@@ -122,7 +123,7 @@ class ViT(nnx.Module):
             self.posemb = nnx.Variable(sincos_2d(*grid, width))  # fixed, not trained
         if pool == "tok":
             self.cls = nnx.Param(jnp.zeros((1, 1, width)), out_sharding=(None, None, "embed"))
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dropout = Dropout(dropout, rngs=rngs)
         block = functools.partial(
             EncoderBlock,
             width,
