@@ -1,11 +1,12 @@
-"""Export a training run's latest checkpoint as a release: `.safetensors` + JSON + checksum.
+"""Export a training run as a release: `.safetensors` + JSON + checksum.
 
     python -m attnzoo.export --workdir=runs/vit_tiny_fmnist_p4 --name=vit_tiny.fmnist_p4 \
         --out=release
 
-Writes `OUT/NAME.safetensors` (params + model spec), `OUT/NAME.json` (spec, sha256, size,
-the run's final or `attnzoo.eval` test metrics) and records the file's line in
-`OUT/SHA256SUMS`. Register the file as a tag with `attnzoo.zoo.weights.register_weights`
+Takes the run's best checkpoint (kept by `config.select`) if it has one, else its latest,
+as `attnzoo.eval` does. Writes `OUT/NAME.safetensors` (params + model spec), `OUT/NAME.json`
+(spec, sha256, size, the run's final or `attnzoo.eval` test metrics) and records the file's
+line in `OUT/SHA256SUMS`. Register the file as a tag with `attnzoo.zoo.weights.register_weights`
 and the printed sha256.
 """
 
@@ -41,10 +42,12 @@ def run_spec(workdir: str) -> dict:
 
 def export_run(workdir: str, name: str, out: str) -> dict:
     """Writes the release of the run in `workdir` as `out/name.*`; returns its JSON record."""
+    from attnzoo.train_loops.selection import best_step, best_workdir
     from attnzoo.zoo.pretrained import read_weights
     from attnzoo.zoo.release import write_release
 
-    spec = run_spec(workdir)
+    checkpoint = best_workdir(workdir) if best_step(workdir) is not None else workdir
+    spec = run_spec(checkpoint)
     if name.partition(".")[0] != spec["name"]:
         raise ConfigError(f"--name={name!r} must start with {spec['name']!r}, the run's model")
     metric = {}
@@ -53,7 +56,7 @@ def export_run(workdir: str, name: str, out: str) -> dict:
             with open(os.path.join(workdir, file)) as f:
                 metric = json.load(f)
             break
-    record = write_release(read_weights(workdir).params, {**spec, "metric": metric}, out, name)
+    record = write_release(read_weights(checkpoint).params, {**spec, "metric": metric}, out, name)
     sums = os.path.join(out, "SHA256SUMS")
     lines = open(sums).read().splitlines() if os.path.exists(sums) else []
     lines = [line for line in lines if not line.endswith(f"  {record['file']}")]

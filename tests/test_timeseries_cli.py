@@ -1,12 +1,16 @@
-"""Train → eval (best checkpoint) → sample, through the command line, on the embedded series."""
+"""Train → eval, sample, export (best checkpoint), through the command line, on the
+embedded series."""
 
 import json
 import os
 
+import numpy as np
+
+from attnzoo.zoo.pretrained import read_weights
 from tests.helpers import cli
 
 
-def test_train_eval_sample_use_the_best_checkpoint(tmp_path):
+def test_train_eval_sample_export_use_the_best_checkpoint(tmp_path):
     work = str(tmp_path / "run")
     overrides = ["--config.train.steps=3", "--config.train.eval_every=1"]
     result = cli("attnzoo.train", "--config=pathformer_demo:smoke", f"--workdir={work}", *overrides)
@@ -28,3 +32,12 @@ def test_train_eval_sample_use_the_best_checkpoint(tmp_path):
     plots = sorted(os.listdir(os.path.join(work, "samples")))
     assert len(plots) == 2 and all(p.endswith(".png") for p in plots)
     assert f"step {best['step']}: wrote 2 samples" in result.stdout
+
+    release = str(tmp_path / "release")
+    result = cli("attnzoo.export", f"--workdir={work}", "--name=pathformer.x", f"--out={release}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    exported = read_weights(os.path.join(release, "pathformer.x.safetensors")).params
+    kept = read_weights(os.path.join(work, "best")).params
+    assert exported.keys() == kept.keys()
+    for name, value in kept.items():
+        np.testing.assert_array_equal(exported[name], value, err_msg=name)
