@@ -3,10 +3,12 @@
     ATTNZOO_DATA_DIR=../shared/data .venv/bin/python benchmarks/finetune.py --out ft.json \
         [--init=vit_tiny.fmnist_p4] [--config.train.steps=60 ...]
 
-Runs `vit_tiny_fmnist_to_digits` twice with the real engine: once from `--init` (a tag in
+Runs a fine-tuning config (default `vit_tiny_fmnist_to_digits`; also
+`pathformer_etth1_to_etth2_96`) twice with the real engine: once from `--init` (a tag in
 the cache, a `.safetensors` release or a training workdir; default the config's
-`init_from`), once from scratch, same steps, seed and data order. Prints the test accuracy
-and loss of both and the difference. Target: pretrained better.
+`init_from`), once from scratch, same steps, seed and data order. Prints the test metrics
+of both and the gain in the config's selection metric (`config.select`, accuracy for
+classifiers). Target: pretrained better.
 """
 
 import argparse
@@ -21,6 +23,8 @@ from common import machine, report  # noqa: E402
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
 from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
+
+TEST_METRICS = ("accuracy", "loss", "mse", "mae")  # those a family's results report
 
 
 def main() -> None:
@@ -39,15 +43,14 @@ def main() -> None:
         began = time.time()
         results = Trainer(config, os.path.join(root, start)).train()
         runs[start] = {**results, "wall_s": time.time() - began, "init": config.init_from.path}
-        rows += [
-            (f"{start}: test accuracy", float(results["accuracy"])),
-            (f"{start}: test loss", float(results["loss"])),
-            (f"{start}: wall time (s)", runs[start]["wall_s"]),
-        ]
-    gain = runs["pretrained"]["accuracy"] - runs["scratch"]["accuracy"]
-    rows.append(("accuracy gain from pretraining", float(gain)))
+        rows += [(f"{start}: test {k}", float(results[k])) for k in TEST_METRICS if k in results]
+        rows.append((f"{start}: wall time (s)", runs[start]["wall_s"]))
     config = load_config(args.config)
     apply_overrides(config, overrides)
+    metric = config.select.metric or "accuracy"
+    sign = -1.0 if config.select.metric and config.select.mode == "min" else 1.0
+    gain = sign * (runs["pretrained"][metric] - runs["scratch"][metric])
+    rows.append((f"{metric} gain from pretraining (> 0: pretrained better)", float(gain)))
     extra = {"machine": machine(), "config": args.config, "overrides": overrides, "runs": runs}
     title = f"{args.config}: pretrained ({runs['pretrained']['init']}) vs scratch, "
     report(title + f"{config.train.steps} steps each", rows, args.out, extra)

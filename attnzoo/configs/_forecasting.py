@@ -65,11 +65,22 @@ def forecasting_config(
     return c
 
 
-def pathformer_config(dataset: str, horizon: int, name: str, arg: str | None):
-    """The official Pathformer recipe for `dataset` at `horizon` (input 96)."""
-    recipe = dict(PATHFORMER_RECIPES[(dataset, horizon)])
+def pathformer_config(
+    dataset: str,
+    horizon: int,
+    name: str,
+    arg: str | None,
+    *,
+    recipe_of: tuple[str, int] | None = None,
+    epochs: int = 30,
+    patience: int = 10,
+):
+    """The official Pathformer recipe for `dataset` at `horizon` (input 96); `recipe_of`:
+    the (dataset, horizon) whose model and batch to use instead (fine-tuning keeps the
+    pretrained architecture)."""
+    recipe = dict(PATHFORMER_RECIPES[recipe_of or (dataset, horizon)])
     batch = recipe.pop("batch")
-    c = forecasting_config(dataset, horizon, batch=batch, epochs=30, patience=10)
+    c = forecasting_config(dataset, horizon, batch=batch, epochs=epochs, patience=patience)
     c.model.update(
         {"name": "pathformer", "d_ff": 64, "patch_sizes": DEFAULT_PATCHES, "revin": True, **recipe}
     )

@@ -1,3 +1,3 @@
 """Time-series forecasting models."""
 
-from attnzoo.zoo.timeseries import dlinear, pathformer  # noqa: F401
+from attnzoo.zoo.timeseries import dlinear, pathformer, weights  # noqa: F401
