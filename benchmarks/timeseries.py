@@ -102,6 +102,13 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS + ["dlinear_etth1_96"])
     parser.add_argument("--workdir", default=None, help="default: a temporary directory")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument(
+        "--official_epoch_seconds",
+        type=float,
+        default=None,
+        help="the official code's 'cost time' per epoch for the first config, timed on this "
+        "machine (procedure in benchmarks/README.md): adds the speed-up",
+    )
     args, rest = parser.parse_known_args()
     overrides = dict(r[len("--config.") :].split("=", 1) for r in rest)
     root = args.workdir or tempfile.mkdtemp(prefix="timeseries_")
@@ -109,6 +116,13 @@ def main() -> None:
     figures = [("f32 matmul peak GFLOP/s", peak / 1e9)]
     for name in args.configs:
         figures += run(name, root, overrides)
+    if args.official_epoch_seconds:
+        name = args.configs[0]
+        ours = dict(figures)[next(k for k, _ in figures if k.startswith(f"{name} s per epoch"))]
+        figures += [
+            (f"{name} official s per epoch (this machine)", args.official_epoch_seconds),
+            (f"{name} speed-up vs official (target >= 2)", args.official_epoch_seconds / ours),
+        ]
     report("Pathformer on ETT (input 96)", figures, args.out, {"machine": machine()})
 
 
