@@ -7,6 +7,11 @@ import numpy as np
 _SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
 
 
+def gelu_exact(x: jax.Array) -> jax.Array:
+    """GELU with the exact erf, `x Φ(x)` (PyTorch's default `nn.GELU()`)."""
+    return jax.nn.gelu(x, approximate=False)
+
+
 @jax.custom_vjp
 def gelu_tanh(x: jax.Array) -> jax.Array:
     """GELU, tanh approximation: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.

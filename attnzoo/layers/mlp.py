@@ -4,12 +4,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from attnzoo.layers.activations import gelu_tanh
+from attnzoo.layers.activations import gelu_exact, gelu_tanh
 from attnzoo.layers.dropout import Dropout
 
 _ACTIVATIONS = {
     "gelu": gelu_tanh,
-    "gelu_exact": lambda x: nnx.gelu(x, approximate=False),
+    "gelu_exact": gelu_exact,
     "relu": nnx.relu,
     "silu": nnx.silu,
 }

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attnzoo.layers.activations import gelu_exact
 from attnzoo.layers.attention import attend
 from attnzoo.layers.chunked_mlp import mlp_in_row_chunks
 from attnzoo.layers.dropout import Dropout
@@ -151,9 +152,5 @@ class DualAttentionExpert(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         out = self.dropout(x + self.intra(x) + self.inter(x))
-        ffn = mlp_in_row_chunks(out, self.ff1, self.ff2, _gelu_exact, self.ff_dropout)
+        ffn = mlp_in_row_chunks(out, self.ff1, self.ff2, gelu_exact, self.ff_dropout)
         return ffn + out
-
-
-def _gelu_exact(x: jax.Array) -> jax.Array:
-    return nnx.gelu(x, approximate=False)
