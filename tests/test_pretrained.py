@@ -150,8 +150,42 @@ def test_init_from_is_checked_before_anything_is_written(tag, tmp_path, monkeypa
         config.init_from.path = path
         with pytest.raises(ConfigError, match="neither a pretrained tag"):
             validate(config)
+    config.init_from.path = "pathformer.etth1_96"  # refused before its file is looked for
+    with pytest.raises(ConfigError, match="holds pathformer weights; --config.model is vit_tiny"):
+        validate(config)
     config.init_from.path = "vit_tiny.tiny"
     validate(config)  # a URL source: fetched when loaded
     monkeypatch.setitem(weights._TAGS, "vit_tiny.tiny", dataclasses.replace(tag, source=""))
     with pytest.raises(ConfigError, match="weights not found: put vit_tiny.tiny.safetensors at"):
         validate(config)
+
+
+def test_array_kwargs_and_batch_stats_travel_in_the_release(tmp_path):
+    """GMAN is built from arrays (spatial embedding, adjacency): the release's spec holds
+    them exactly, and the rebuilt model (BatchNorm statistics included) predicts the same."""
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        spatial_embedding=rng.normal(size=(5, 3)).astype(np.float32),
+        adjacency=(rng.random((5, 5)) > 0.5).astype(np.float64),
+    )
+    kwargs = dict(input_len=4, horizon=2, steps_per_day=6, mean=50.0, std=10.0, num_blocks=1)
+    kwargs.update(num_heads=2, head_dim=2, bn_decay_steps=1, **arrays)
+    model = attnzoo.create_model("gman", rngs=nnx.Rngs(3), **kwargs)
+    inputs = rng.normal(size=(2, 4, 5)).astype(np.float32)
+    time = np.stack([rng.integers(0, 7, (2, 6)), rng.integers(0, 6, (2, 6))], -1)
+    model(inputs, time)  # a training call moves the batch-norm statistics off their init
+    model.eval()
+    state = nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.RngState)))
+    flat = {
+        "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+    }
+    assert any(name.endswith("mean") and value.any() for name, value in flat.items())
+    write_release(flat, model_spec(model), str(tmp_path), "gman.tiny")
+
+    rebuilt = attnzoo.create_model("gman", pretrained=str(tmp_path / "gman.tiny.safetensors"))
+    rebuilt.eval()
+    np.testing.assert_array_equal(rebuilt.spatial_embedding[...], arrays["spatial_embedding"])
+    np.testing.assert_array_equal(rebuilt.graph_mask[...], arrays["adjacency"] > 0)
+    assert model_spec(rebuilt) == model_spec(model)  # the arrays' exact bytes, as JSON
+    np.testing.assert_array_equal(rebuilt(inputs, time), model(inputs, time))

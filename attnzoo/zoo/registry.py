@@ -6,15 +6,18 @@ when `num_classes` changes) and its learned position embeddings (resampled when 
 grid or sequence length changes) so pretrained weights adapt to new shapes.
 """
 
+import base64
 import dataclasses
 import difflib
 import fnmatch
 import importlib
+import io
 import json
 import os
 import pkgutil
 from collections.abc import Callable
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -83,19 +86,39 @@ def get_constructor(name: str) -> Callable[..., nnx.Module]:
 
 
 def build(name: str, kwargs: dict, *, rngs: nnx.Rngs | None = None) -> nnx.Module:
-    """Architecture `name` built with `kwargs`, unsharded, remembering both (`model_spec`)."""
+    """Architecture `name` built with `kwargs`, unsharded, remembering both (`model_spec`).
+
+    Array kwargs (GMAN's spatial embedding) are stored in the spec as exact `.npy` bytes
+    (`{"npy_base64": ...}`); `build` takes either form.
+    """
     constructor = get_constructor(name)
+    decoded = {k: _decode_array(v) for k, v in kwargs.items()}
     with nnx.use_eager_sharding(False):
-        model = constructor(rngs=rngs if rngs is not None else nnx.Rngs(0), **kwargs)
+        model = constructor(rngs=rngs if rngs is not None else nnx.Rngs(0), **decoded)
     try:
-        model.model_spec = json.dumps({"name": name, "kwargs": kwargs}, default=_dtype_name)
+        model.model_spec = json.dumps({"name": name, "kwargs": kwargs}, default=_json_value)
     except TypeError:  # kwargs that JSON cannot hold (callables): no spec to store
         model.model_spec = ""
     return model
 
 
-def _dtype_name(value) -> str:
+_NPY = "npy_base64"
+
+
+def _json_value(value) -> str | dict:
+    """JSON form of a kwarg `json` cannot write: an array as `.npy` bytes, a dtype by name."""
+    if isinstance(value, (np.ndarray, jax.Array)):
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(value), allow_pickle=False)
+        return {_NPY: base64.b64encode(buffer.getvalue()).decode("ascii")}
     return np.dtype(value).name
+
+
+def _decode_array(value):
+    """The array a `_json_value` dict stands for; other values unchanged."""
+    if isinstance(value, dict) and set(value) == {_NPY}:
+        return np.load(io.BytesIO(base64.b64decode(value[_NPY])), allow_pickle=False)
+    return value
 
 
 def model_spec(model: nnx.Module) -> dict | None:

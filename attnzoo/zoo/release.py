@@ -21,7 +21,8 @@ def write_release(params: dict[str, np.ndarray], spec: dict, out_dir: str, name:
 
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.safetensors")
-    arrays = {k: np.ascontiguousarray(v) for k, v in params.items()}
+    # (ascontiguousarray alone turns a 0-d counter into shape [1], which would not load)
+    arrays = {k: np.ascontiguousarray(v).reshape(np.shape(v)) for k, v in params.items()}
     save_file(arrays, path, metadata={SPEC_KEY: json.dumps(spec, sort_keys=True)})
     os.chmod(path, 0o644)  # safetensors writes 0600; a release is for everyone to read
     record = {
