@@ -1,3 +1,3 @@
 """Gaze scanpath models: TPP-Gaze (neural point process) and OAT (region-token decoder)."""
 
-from attnzoo.zoo.gaze import oat, tpp  # noqa: F401
+from attnzoo.zoo.gaze import oat, tpp, weights  # noqa: F401

@@ -1,3 +1,3 @@
 """Traffic forecasting on sensor graphs: GMAN and the linear baseline."""
 
-from attnzoo.zoo.traffic import gman, linear  # noqa: F401
+from attnzoo.zoo.traffic import gman, linear, weights  # noqa: F401
