@@ -132,6 +132,7 @@ def _init_from(config, model: nnx.Module) -> None:
     release or a run's checkpoint directory; `init_from.into`: a submodule of `model`."""
     from attnzoo.zoo.hub import cache_dir
     from attnzoo.zoo.pretrained import submodule
+    from attnzoo.zoo.registry import model_spec
     from attnzoo.zoo.weights import get_weights
 
     path = config.get("init_from", {}).get("path", "")
@@ -139,7 +140,7 @@ def _init_from(config, model: nnx.Module) -> None:
     if into and not path:
         raise ConfigError(f"init_from.into={into!r} needs init_from.path (what to load)")
     try:
-        submodule(model, into)
+        target = model_spec(submodule(model, into))
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if not path:
@@ -147,6 +148,11 @@ def _init_from(config, model: nnx.Module) -> None:
     tags = list_models(pretrained=True)
     if path in tags:
         weights = get_weights(path)
+        if target is not None and target["name"] != weights.model:
+            where = f"init_from.into={into!r} is a" if into else "--config.model is"
+            raise ConfigError(
+                f"init_from.path={path} holds {weights.model} weights; {where} {target['name']}"
+            )
         cached = os.path.join(cache_dir(), path, weights.filename)
         if not weights.source and not os.path.exists(cached):
             raise ConfigError(

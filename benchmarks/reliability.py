@@ -58,6 +58,12 @@ FAMILY_CASES = {
     "vit_tiny_fmnist_to_digits:smoke": {
         "unknown init_from source": ["--config.init_from.path=vit_tiny.nope"],
     },
+    "pathformer_etth1_to_etth2_96:smoke": {
+        "init_from a tag of another model": ["--config.init_from.path=vit_tiny.fmnist_p4"],
+    },
+    "lm_tiny_shakespeare_to_pydoc:smoke": {
+        "init_from a tag of another model": ["--config.init_from.path=pathformer.etth1_96"],
+    },
     "tppgaze_nus:smoke": {
         "patch not dividing image": ["--config.model.patch_size=48"],
         "no position components": ["--config.model.position_components=0"],
