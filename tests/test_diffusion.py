@@ -126,6 +126,25 @@ def test_ema_update_and_engine_state(one_step_run):
         np.testing.assert_array_equal(got, want)
 
 
+def test_weights_of_a_run_with_ema_are_the_average(one_step_run):
+    """What `create_model(pretrained=run)`, `init_from` and `attnzoo.export` read."""
+    from attnzoo.zoo.pretrained import read_weights
+
+    workdir, _, trainer, state = one_step_run
+    flat = read_weights(workdir).params
+    ema = _by_name(state["ema"])
+    raw = _by_name(nnx.state(trainer.model(state["model"]), nnx.Param))
+    assert len(ema) > 10
+    for name, value in ema.items():
+        np.testing.assert_array_equal(flat[name], value, err_msg=name)
+    assert any(not np.array_equal(raw[n], v) for n, v in ema.items())  # the step moved them
+
+
+def _by_name(state) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v) for p, v in leaves}
+
+
 def test_sample_cli_writes_a_grid(one_step_run, capsys):
     from attnzoo import sample
 

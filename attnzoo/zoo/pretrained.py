@@ -59,7 +59,9 @@ def resolve_checkpoint(path: str) -> str:
 
 
 def read_model_params(path: str) -> dict:
-    """The model params of checkpoint `path` as a nested dict of host arrays."""
+    """The model state of checkpoint `path` as a nested dict of host arrays; its params are
+    the moving average when the run kept one (`train.ema_decay`), as evaluation and
+    sampling use."""
     path = resolve_checkpoint(path)
     local = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     with ocp.StandardCheckpointer() as checkpointer:
@@ -69,7 +71,15 @@ def read_model_params(path: str) -> dict:
             lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), saved
         )
         restored = checkpointer.restore(path, target)
-    return restored["model"]
+    return _overlay(restored["model"], restored.get("ema", {}))
+
+
+def _overlay(tree: dict, top: dict) -> dict:
+    """`tree` with the leaves that `top` (a sub-tree of the same paths) holds replaced."""
+    return {
+        k: (_overlay(v, top[k]) if isinstance(v, dict) else top[k]) if k in top else v
+        for k, v in tree.items()
+    }
 
 
 def _checkpoint_spec(state_dir: str) -> dict | None:
