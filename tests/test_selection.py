@@ -83,6 +83,17 @@ def test_without_select_only_the_eval_split_runs(tmp_path):
     assert selection.final({"mae": 1.0}) == {"mae": 1.0}
 
 
+def test_selecting_on_the_eval_split_evaluates_once(tmp_path):
+    trainer = ScriptedTrainer([0.5, 0.4, 0.45], patience=0)
+    trainer.config.select.split = "test"  # as the language configs: val selects and reports
+    selection = Selection(trainer, str(tmp_path))
+    writer = run(selection, [1, 2, 3])
+    selection.close()
+    assert [split for _, split, _ in writer.rows] == ["eval"] * 3  # one evaluation each
+    assert trainer.saved == [1, 2]
+    assert selection.final({}) == {"mae": 4.0, "best_step": 2, "test_mae": 4.0}
+
+
 def torch_one_cycle(step, total, peak, pct=0.4, div=25.0, final_div=1e4):
     """PyTorch `OneCycleLR` (cos annealing, two phases) written out from its docs."""
     initial, minimum = peak / div, peak / div / final_div

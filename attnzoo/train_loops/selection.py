@@ -6,9 +6,10 @@ best checkpoint, never stop early):
   metrics (e.g. "mae"); mode: "min" or "max"; patience: evaluations without improvement
   after which training stops (0: never).
 Every evaluation runs on `select.split` (logged under its name) and `data.eval_split`
-(logged as "eval"). An improvement saves the state to `WORKDIR/best/checkpoints/<step>`
-(one kept). The history `WORKDIR/selection.json` (`[{step, value, eval}]`) is cut back
-to the restored step on resume, so a resumed run selects and stops as an uninterrupted one.
+(logged as "eval"; once when they are the same split). An improvement saves the state to
+`WORKDIR/best/checkpoints/<step>` (one kept). The history `WORKDIR/selection.json`
+(`[{step, value, eval}]`) is cut back to the restored step on resume, so a resumed run
+selects and stops as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ class Selection:
         writer.write(step, "eval", results)
         if not self.split:
             return results
-        chosen = self.trainer.evaluate(state, self.split)
-        writer.write(step, self.split, chosen)
+        if self.split == self.eval_split:  # one evaluation serves both (language configs)
+            chosen = results
+        else:
+            chosen = self.trainer.evaluate(state, self.split)
+            writer.write(step, self.split, chosen)
         if self.metric not in chosen:
             raise ValueError(
                 f"select.metric={self.metric!r} is not an eval metric; have {', '.join(chosen)}"
