@@ -4,11 +4,11 @@
         [--init=vit_tiny.fmnist_p4] [--config.train.steps=60 ...]
 
 Runs a fine-tuning config (default `vit_tiny_fmnist_to_digits`; also
-`pathformer_etth1_to_etth2_96`) twice with the real engine: once from `--init` (a tag in
-the cache, a `.safetensors` release or a training workdir; default the config's
-`init_from`), once from scratch, same steps, seed and data order. Prints the test metrics
-of both and the gain in the config's selection metric (`config.select`, accuracy for
-classifiers). Target: pretrained better.
+`pathformer_etth1_to_etth2_96`, `lm_tiny_shakespeare_to_pydoc`) twice with the real
+engine: once from `--init` (a tag in the cache, a `.safetensors` release or a training
+workdir; default the config's `init_from`), once from scratch, same steps, seed and data
+order. Prints the eval-split metrics of both and the gain in the config's selection metric
+(`config.select`; else accuracy for classifiers, the loss for others). Target: pretrained better.
 """
 
 import argparse
@@ -24,7 +24,7 @@ from attnzoo.configs import apply_overrides, load_config  # noqa: E402
 from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
-TEST_METRICS = ("accuracy", "loss", "mse", "mae")  # those a family's results report
+EVAL_METRICS = ("accuracy", "loss", "bits_per_byte", "mse", "mae")  # those families report
 
 
 def main() -> None:
@@ -43,12 +43,16 @@ def main() -> None:
         began = time.time()
         results = Trainer(config, os.path.join(root, start)).train()
         runs[start] = {**results, "wall_s": time.time() - began, "init": config.init_from.path}
-        rows += [(f"{start}: test {k}", float(results[k])) for k in TEST_METRICS if k in results]
+        split = config.data.eval_split
+        rows += [(f"{start}: {split} {k}", float(results[k])) for k in EVAL_METRICS if k in results]
         rows.append((f"{start}: wall time (s)", runs[start]["wall_s"]))
     config = load_config(args.config)
     apply_overrides(config, overrides)
-    metric = config.select.metric or "accuracy"
-    sign = -1.0 if config.select.metric and config.select.mode == "min" else 1.0
+    if config.select.metric:
+        metric, mode = config.select.metric, config.select.mode
+    else:  # the eval split's accuracy for classifiers, else its loss
+        metric, mode = ("accuracy", "max") if "accuracy" in runs["scratch"] else ("loss", "min")
+    sign = -1.0 if mode == "min" else 1.0
     gain = sign * (runs["pretrained"][metric] - runs["scratch"][metric])
     rows.append((f"{metric} gain from pretraining (> 0: pretrained better)", float(gain)))
     extra = {"machine": machine(), "config": args.config, "overrides": overrides, "runs": runs}

@@ -16,6 +16,16 @@ SMOKE_LM = {
 SMOKE_CONTEXT = 16
 
 
+def dense_tiny() -> dict:
+    """The dense baseline `lm_tiny` (758,912 params) of `lm_tiny_shakespeare`."""
+    from attnzoo.zoo.language.presets import SIZES
+
+    return dict(
+        name="lm_tiny", **SIZES["tiny"], attention="dense", mlp="swiglu", mlp_dim=344,
+        tie_embeddings=True,
+    )  # fmt: skip
+
+
 def language_config(
     dataset: str, *, model: dict, context_len: int, steps: int, batch: int
 ) -> ml_collections.ConfigDict:
@@ -45,6 +55,9 @@ def language_config(
         checkpoint_every=max(steps // 4, 1),
         keep_checkpoints=1,
     )
+    # Keep the checkpoint of lowest validation loss: small texts overfit (tiny-shakespeare's
+    # val loss rises after ~1500 steps of `lm_tiny_shakespeare`).
+    c.select.update(split=c.data.eval_split, metric="loss", mode="min")
     return c
 
 

@@ -1,3 +1,3 @@
 """Decoder-only language models."""
 
-from attnzoo.zoo.language import presets  # noqa: F401
+from attnzoo.zoo.language import presets, weights  # noqa: F401
