@@ -35,8 +35,8 @@ def get_converter(arch: str) -> Callable:
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-    """`{name: array}` of an official checkpoint file (the `model`/`state_dict` entry of a
-    training checkpoint)."""
+    """`{name: array}` of an official checkpoint file (the `ema`, else `model`/`state_dict`
+    entry of a training checkpoint)."""
     if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
 
@@ -53,7 +53,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
                 ".safetensors and .npz files need none"
             ) from None
         state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict", "model_state_dict"):
+        for key in ("ema", "model", "state_dict", "model_state_dict"):  # EMA weights first
             if isinstance(state.get(key), dict):
                 state = state[key]
         return {
@@ -103,6 +103,36 @@ class StateDict:
     def _require(self, key: str) -> None:
         if key not in self._tensors:
             raise ValueError(f"official checkpoint lacks {key} (another architecture or variant?)")
+
+
+def torch_linear(
+    sd: "StateDict", key: str, out_dim: int, in_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch `nn.Linear` `key` -> (kernel `[in, out]`, bias `[out]`)."""
+    return sd.take(f"{key}.weight", (out_dim, in_dim)).T, sd.take(f"{key}.bias", (out_dim,))
+
+
+def timm_attention(sd: "StateDict", key: str, width: int, num_heads: int) -> dict:
+    """timm-style `Attention` `key` (fused `qkv` `[3D, D]`, rows ordered (q|k|v, head,
+    head_dim); `proj`) -> `MultiHeadAttention` params `{query,key,value,out}/{kernel,bias}`."""
+    hd = width // num_heads
+    qkv = sd.take(f"{key}.qkv.weight", (3 * width, width)).reshape(3, num_heads, hd, width)
+    qkv_bias = sd.take(f"{key}.qkv.bias", (3 * width,)).reshape(3, num_heads, hd)
+    params = {}
+    for j, name in enumerate(("query", "key", "value")):
+        params[f"{name}/kernel"] = qkv[j].transpose(2, 0, 1)  # [D, h, d]
+        params[f"{name}/bias"] = qkv_bias[j]
+    kernel, params["out/bias"] = torch_linear(sd, f"{key}.proj", width, width)
+    params["out/kernel"] = kernel.reshape(num_heads, hd, width)
+    return params
+
+
+def patch_conv(sd: "StateDict", key: str) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch patch-embedding `Conv2d` `key` `[D, C, p, p]` (stride p) -> (kernel
+    `[p*p*C, D]` over (row, column, channel) patches, bias `[D]`)."""
+    width, c, p, _ = sd.shape(f"{key}.weight")
+    kernel = sd.take(f"{key}.weight").transpose(2, 3, 1, 0).reshape(p * p * c, width)
+    return kernel, sd.take(f"{key}.bias", (width,))
 
 
 def check_fits(params: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:

@@ -16,7 +16,13 @@ import math
 
 import numpy as np
 
-from attnzoo.zoo.state_dict import StateDict, register_converter
+from attnzoo.zoo.state_dict import (
+    StateDict,
+    patch_conv,
+    register_converter,
+    timm_attention,
+    torch_linear,
+)
 from attnzoo.zoo.vision.vit import PRESETS
 
 
@@ -38,11 +44,6 @@ def convert_vit(arch: str, sd: StateDict, *, num_heads: int | None = None):
     raise ValueError("not a timm or big_vision ViT checkpoint (no patch embedding found)")
 
 
-def _linear(sd: StateDict, key: str, out_dim: int, in_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch `nn.Linear` -> (kernel `[in, out]`, bias `[out]`)."""
-    return sd.take(f"{key}.weight", (out_dim, in_dim)).T, sd.take(f"{key}.bias", (out_dim,))
-
-
 def convert_timm_vit(sd: StateDict, num_heads: int):
     width, c, p, _ = sd.shape("patch_embed.proj.weight")
     depth, mlp_dim = sd.count("blocks."), sd.shape("blocks.0.mlp.fc1.weight")[0]
@@ -50,13 +51,7 @@ def convert_timm_vit(sd: StateDict, num_heads: int):
         raise ValueError("timm ViTs with fc_norm (pooling before the norm) are not ported")
     if width % num_heads:
         raise ValueError(f"width {width} is not divisible by num_heads={num_heads}")
-    hd = width // num_heads
-    params = {
-        "stem/proj/kernel": sd.take("patch_embed.proj.weight")
-        .transpose(2, 3, 1, 0)
-        .reshape(p * p * c, width),
-        "stem/proj/bias": sd.take("patch_embed.proj.bias", (width,)),
-    }
+    params = dict(zip(("stem/proj/kernel", "stem/proj/bias"), patch_conv(sd, "patch_embed.proj")))
     pos = sd.take("pos_embed")[0]  # [1 + n, D] (class token first) or [n, D]
     cls = sd.take("cls_token", (1, 1, width))
     if math.isqrt(len(pos) - 1) ** 2 == len(pos) - 1:
@@ -67,23 +62,17 @@ def convert_timm_vit(sd: StateDict, num_heads: int):
         for norm in ("norm1", "norm2"):
             params[f"{o}{norm}/scale"] = sd.take(f"{b}{norm}.weight", (width,))
             params[f"{o}{norm}/bias"] = sd.take(f"{b}{norm}.bias", (width,))
-        qkv = sd.take(f"{b}attn.qkv.weight", (3 * width, width)).reshape(3, num_heads, hd, width)
-        qkv_bias = sd.take(f"{b}attn.qkv.bias", (3 * width,)).reshape(3, num_heads, hd)
-        for j, name in enumerate(("query", "key", "value")):
-            params[f"{o}attn/{name}/kernel"] = qkv[j].transpose(2, 0, 1)  # [D, h, hd]
-            params[f"{o}attn/{name}/bias"] = qkv_bias[j]
-        kernel, bias = _linear(sd, f"{b}attn.proj", width, width)
-        params[f"{o}attn/out/kernel"] = kernel.reshape(num_heads, hd, width)
-        params[f"{o}attn/out/bias"] = bias
+        for name, value in timm_attention(sd, f"{b}attn", width, num_heads).items():
+            params[f"{o}attn/{name}"] = value
         for fc, shape in (("fc1", (mlp_dim, width)), ("fc2", (width, mlp_dim))):
-            params[f"{o}mlp/{fc}/kernel"], params[f"{o}mlp/{fc}/bias"] = _linear(
+            params[f"{o}mlp/{fc}/kernel"], params[f"{o}mlp/{fc}/bias"] = torch_linear(
                 sd, f"{b}mlp.{fc}", *shape
             )
     params["norm/scale"] = sd.take("norm.weight", (width,))
     params["norm/bias"] = sd.take("norm.bias", (width,))
     num_classes = sd.shape("head.weight")[0] if sd.has("head.weight") else 0
     if num_classes:
-        params["head/kernel"], params["head/bias"] = _linear(sd, "head", num_classes, width)
+        params["head/kernel"], params["head/bias"] = torch_linear(sd, "head", num_classes, width)
     side = _grid(len(pos))
     kwargs = dict(
         num_classes=num_classes,
@@ -236,21 +225,23 @@ def convert_biformer(arch: str, sd: StateDict, **options):
             params.update(_prefixed(o + "attn/lepe", _conv(sd, b + "attn.lepe", w, 1, side)))
             if full[i]:
                 params[o + "attn/qkv/kernel"] = sd.take(b + "attn.qkv.weight", (3 * w, w)).T
-                params[o + "attn/proj/kernel"], params[o + "attn/proj/bias"] = _linear(
+                params[o + "attn/proj/kernel"], params[o + "attn/proj/bias"] = torch_linear(
                     sd, b + "attn.proj", w, w
                 )
             else:  # qk_dim = dim in every released model
-                params[o + "attn/qkv/kernel"], params[o + "attn/qkv/bias"] = _linear(
+                params[o + "attn/qkv/kernel"], params[o + "attn/qkv/bias"] = torch_linear(
                     sd, b + "attn.qkv.qkv", 3 * w, w
                 )
-                params[o + "attn/out/kernel"], params[o + "attn/out/bias"] = _linear(
+                params[o + "attn/out/kernel"], params[o + "attn/out/bias"] = torch_linear(
                     sd, b + "attn.wo", w, w
                 )
-            params[o + "fc1/kernel"], params[o + "fc1/bias"] = _linear(sd, b + "mlp.0", mlp, w)
-            params[o + "fc2/kernel"], params[o + "fc2/bias"] = _linear(sd, b + "mlp.3", w, mlp)
+            params[o + "fc1/kernel"], params[o + "fc1/bias"] = torch_linear(sd, b + "mlp.0", mlp, w)
+            params[o + "fc2/kernel"], params[o + "fc2/bias"] = torch_linear(sd, b + "mlp.3", w, mlp)
     num_classes = sd.shape("head.weight")[0] if sd.has("head.weight") else 0
     if num_classes:
-        params["head/kernel"], params["head/bias"] = _linear(sd, "head", num_classes, widths[-1])
+        params["head/kernel"], params["head/bias"] = torch_linear(
+            sd, "head", num_classes, widths[-1]
+        )
     kwargs = dict(
         num_classes=num_classes,
         depths=depths,
