@@ -83,14 +83,14 @@ def _train(name: str, steps: int, workdir: str, **overrides):
     config.schedule.warmup_steps = min(config.schedule.warmup_steps, steps // 5)
     trainer = Trainer(config, workdir)
     start = time.perf_counter()
-    trainer.train()
+    results = trainer.train()
     seconds = time.perf_counter() - start
     from attnzoo.train_loops.checkpointing import Checkpointer
 
     checkpointer = Checkpointer(workdir, every=1, keep=2)
     state, _, _ = trainer.restore(checkpointer, checkpointer.latest_step())
     checkpointer.close()
-    return trainer, trainer.model(trainer.inference_state(state)), seconds
+    return trainer, trainer.model(trainer.inference_state(state)), seconds, results
 
 
 def part_quality(args) -> list:
@@ -100,10 +100,10 @@ def part_quality(args) -> list:
     from attnzoo.eval.diffusion import frechet_distance, precision_recall, save_grid
 
     info = data.dataset_info("fashion_mnist")
-    dit_trainer, dit, dit_seconds = _train(
+    dit_trainer, dit, dit_seconds, _ = _train(
         "dit_tiny_fmnist", args.dit_steps, os.path.join(args.workdir, "dit")
     )
-    _, classifier, clf_seconds = _train(
+    _, classifier, clf_seconds, clf_results = _train(
         "vit_tiny_fmnist", args.classifier_steps, os.path.join(args.workdir, "classifier")
     )
     dit_trainer.config.diffusion.sample_steps = args.sample_steps
@@ -146,6 +146,7 @@ def part_quality(args) -> list:
         ("dit train s", dit_seconds),
         ("classifier train steps", args.classifier_steps),
         ("classifier train s", clf_seconds),
+        ("classifier test accuracy", float(clf_results["accuracy"])),
         ("samples", args.num_samples),
         ("sampling steps (ddim)", args.sample_steps),
         ("guidance", dit_trainer.config.diffusion.guidance),

@@ -3,12 +3,12 @@
     python -m attnzoo.train --config=dit_tiny_fmnist --workdir=runs/dit_tiny_fmnist
     python -m attnzoo.sample --workdir=runs/dit_tiny_fmnist --num=64 --guidance=4
 
-`dit_tiny` (6 adaLN-Zero blocks, width 128, 4 heads) on 4x4 patches (64 tokens), epsilon
-prediction with fixed variance (no learned sigma), label dropout 0.1 for classifier-free
-guidance. AdamW 1e-3 (10x the official rate: the run is short), warmup + cosine, batch 128,
-EMA 0.999 (the official 0.9999 averages over more steps than this run takes). The step
-count is a guess for a 30-minute CPU run, not verified; FID-FMNIST after a full run is not
-yet measured (benchmarks/diffusion.py).
+`dit_tiny` (2 adaLN-Zero blocks, width 64, 4 heads; 0.19 M params) on 4x4 patches (64
+tokens), epsilon prediction with fixed variance (no learned sigma), label dropout 0.1 for
+classifier-free guidance. AdamW 1e-3 (10x the official rate: the run is short), warmup +
+cosine, batch 128, EMA 0.999 (the official 0.9999 averages over more steps than this run
+takes). Measured on 2 CPU cores: 6000 steps in 15.4 min; 1000 guided samples (DDIM 25,
+guidance 4) at FID-FMNIST 39.4, 61% read as their class (benchmarks/README.md).
 
 Needs the Fashion-MNIST files in `$ATTNZOO_DATA_DIR/images/fashion_mnist/`.
 """

@@ -1,3 +1,3 @@
 """Diffusion models: DiT and Scale-DiT."""
 
-from attnzoo.zoo.diffusion import dit, scale_dit  # noqa: F401
+from attnzoo.zoo.diffusion import dit, scale_dit, weights  # noqa: F401
