@@ -189,3 +189,16 @@ def test_array_kwargs_and_batch_stats_travel_in_the_release(tmp_path):
     np.testing.assert_array_equal(rebuilt.graph_mask[...], arrays["adjacency"] > 0)
     assert model_spec(rebuilt) == model_spec(model)  # the arrays' exact bytes, as JSON
     np.testing.assert_array_equal(rebuilt(inputs, time), model(inputs, time))
+
+
+def test_every_tag_builds_from_its_stored_config():
+    """Each tag's kwargs fit its architecture (GMAN's spatial embedding lives in its file)."""
+    tags = attnzoo.list_models(pretrained=True)
+    assert {tag.partition(".")[0] for tag in tags} >= {"vit_tiny", "lm_tiny", "dit_tiny", "gman"}
+    for tag in tags:
+        config = weights.get_weights(tag)
+        arrays = {}
+        if config.model == "gman":
+            arrays["spatial_embedding"] = np.zeros((config.input_size[1], 64), np.float32)
+        model = nnx.eval_shape(lambda: attnzoo.create_model(tag, **arrays))  # noqa: B023
+        assert model_spec(model)["name"] == config.model, tag
