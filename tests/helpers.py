@@ -37,3 +37,13 @@ def train_losses(workdir: str) -> dict[int, float]:
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+def flat_state(state) -> dict:
+    """`{"a/b/kernel": numpy array}` of an `nnx.State` (the names releases use)."""
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    leaves = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v) for p, v in leaves}

@@ -8,39 +8,20 @@ from attnzoo's code.
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from scipy.special import erf
 
 from attnzoo.convert import convert
 from attnzoo.zoo.registry import create_model
 from attnzoo.zoo.release import write_release
 from tests.helpers import cli
+from tests.numpy_reference import gelu_exact, gelu_tanh, layer_norm, softmax
 
 D, HEADS, MLP, DEPTH, P, C, GRID, CLASSES = 16, 2, 32, 2, 4, 3, 2, 5
-
-
-def _ln(x, w, b, eps=1e-6):
-    mu = x.mean(-1, keepdims=True)
-    var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + eps) * w + b
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def _gelu_exact(x):
-    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
-
-
-def _gelu_tanh(x):
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
 
 
 def _heads_attention(q, k, v):
     """q, k, v `[b, n, h, d]` -> `[b, n, h*d]`."""
     logits = np.einsum("bnhd,bmhd->bhnm", q, k) / np.sqrt(q.shape[-1])
-    out = np.einsum("bhnm,bmhd->bnhd", _softmax(logits), v)
+    out = np.einsum("bhnm,bmhd->bnhd", softmax(logits), v)
     return out.reshape(*out.shape[:2], -1)
 
 
@@ -87,14 +68,14 @@ def timm_forward(sd, images_nchw):
     x = np.concatenate([np.broadcast_to(sd["cls_token"], (b, 1, D)), x], 1) + sd["pos_embed"]
     for i in range(DEPTH):
         w = {k[len(f"blocks.{i}.") :]: v for k, v in sd.items() if k.startswith(f"blocks.{i}.")}
-        h = _ln(x, w["norm1.weight"], w["norm1.bias"])
+        h = layer_norm(x, w["norm1.weight"], w["norm1.bias"])
         qkv = (h @ w["attn.qkv.weight"].T + w["attn.qkv.bias"]).reshape(b, -1, 3, HEADS, D // HEADS)
         a = _heads_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
         x = x + a @ w["attn.proj.weight"].T + w["attn.proj.bias"]
-        h = _ln(x, w["norm2.weight"], w["norm2.bias"])
-        h = _gelu_exact(h @ w["mlp.fc1.weight"].T + w["mlp.fc1.bias"])
+        h = layer_norm(x, w["norm2.weight"], w["norm2.bias"])
+        h = gelu_exact(h @ w["mlp.fc1.weight"].T + w["mlp.fc1.bias"])
         x = x + h @ w["mlp.fc2.weight"].T + w["mlp.fc2.bias"]
-    x = _ln(x, sd["norm.weight"], sd["norm.bias"])[:, 0]
+    x = layer_norm(x, sd["norm.weight"], sd["norm.bias"])[:, 0]
     return x @ sd["head.weight"].T + sd["head.bias"]
 
 
@@ -145,17 +126,17 @@ def big_vision_forward(sd, images_nhwc):
             if k.startswith(f"Transformer/encoderblock_{i}/")
         }
         a = "MultiHeadDotProductAttention_0/"
-        h = _ln(x, w["LayerNorm_0/scale"], w["LayerNorm_0/bias"])
+        h = layer_norm(x, w["LayerNorm_0/scale"], w["LayerNorm_0/bias"])
         q, k, v = (
             np.einsum("bnd,dhk->bnhk", h, w[f"{a}{p}/kernel"]) + w[f"{a}{p}/bias"]
             for p in ("query", "key", "value")
         )
         o = _heads_attention(q, k, v).reshape(b, -1, HEADS, D // HEADS)
         x = x + np.einsum("bnhk,hkd->bnd", o, w[f"{a}out/kernel"]) + w[f"{a}out/bias"]
-        h = _ln(x, w["LayerNorm_1/scale"], w["LayerNorm_1/bias"])
-        h = _gelu_tanh(h @ w["MlpBlock_0/Dense_0/kernel"] + w["MlpBlock_0/Dense_0/bias"])
+        h = layer_norm(x, w["LayerNorm_1/scale"], w["LayerNorm_1/bias"])
+        h = gelu_tanh(h @ w["MlpBlock_0/Dense_0/kernel"] + w["MlpBlock_0/Dense_0/bias"])
         x = x + h @ w["MlpBlock_0/Dense_1/kernel"] + w["MlpBlock_0/Dense_1/bias"]
-    x = _ln(x, sd["Transformer/encoder_norm/scale"], sd["Transformer/encoder_norm/bias"])
+    x = layer_norm(x, sd["Transformer/encoder_norm/scale"], sd["Transformer/encoder_norm/bias"])
     x = x[:, 0] if "cls" in sd else x.mean(1)
     return x @ sd["head/kernel"] + sd["head/bias"]
 

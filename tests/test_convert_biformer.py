@@ -9,11 +9,11 @@ token attention), LePE on V at full resolution, BatchNorm with running statistic
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from scipy.special import erf
 
 from attnzoo.convert import convert
 from attnzoo.zoo.registry import create_model
 from attnzoo.zoo.release import write_release
+from tests.numpy_reference import gelu_exact, layer_norm, linear, softmax
 
 WIDTHS, TOPKS, N_WIN, HEAD_DIM, MLP_RATIO, IN, SIZE, CLASSES = (16, 32), (2, -2), 2, 8, 3, 3, 16, 5
 OPTIONS = dict(topks=TOPKS, n_win=N_WIN, head_dim=HEAD_DIM, stem_strides=(2, 2))
@@ -95,24 +95,6 @@ def batch_norm(x, sd, key):
     ][None, :, None, None]
 
 
-def layer_norm(x, w, b):
-    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-6) * w + b
-
-
-def gelu(x):
-    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
-
-
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
-def linear(x, sd, key):
-    return x @ sd[f"{key}.weight"].T + (sd[f"{key}.bias"] if f"{key}.bias" in sd else 0)
-
-
 def routed_attention(x, sd, b, topk, dim):
     """`ops/bra_legacy.py` BiLevelRoutingAttention on NHWC `x` (qk_dim = dim)."""
     n, h, w, _ = x.shape
@@ -162,7 +144,7 @@ def full_attention(x, sd, b, dim):
 
 def official_forward(sd, x):
     x = conv2d(x, sd["downsample_layers.0.0.weight"], sd["downsample_layers.0.0.bias"], stride=2)
-    x = gelu(batch_norm(x, sd, "downsample_layers.0.1"))
+    x = gelu_exact(batch_norm(x, sd, "downsample_layers.0.1"))
     x = conv2d(x, sd["downsample_layers.0.3.weight"], sd["downsample_layers.0.3.bias"], stride=2)
     x = batch_norm(x, sd, "downsample_layers.0.4")
     for i, (dim, topk) in enumerate(zip(WIDTHS, TOPKS)):
@@ -177,7 +159,7 @@ def official_forward(sd, x):
             full_attention(h, sd, b, dim) if topk == -2 else routed_attention(h, sd, b, topk, dim)
         )
         h = layer_norm(x, sd[b + "norm2.weight"], sd[b + "norm2.bias"])
-        x = x + linear(gelu(linear(h, sd, b + "mlp.0")), sd, b + "mlp.3")
+        x = x + linear(gelu_exact(linear(h, sd, b + "mlp.0")), sd, b + "mlp.3")
         x = x.transpose(0, 3, 1, 2)
     x = batch_norm(x, sd, "norm").mean((2, 3))
     return linear(x, sd, "head")

@@ -16,6 +16,7 @@ from safetensors.numpy import save_file
 from attnzoo.convert import convert
 from attnzoo.zoo.registry import create_model
 from attnzoo.zoo.release import write_release
+from tests.numpy_reference import gelu_tanh, layer_norm, linear, silu, softmax
 
 D, DEPTH, P, C, SIZE, CLASSES, FREQ = 64, 2, 2, 4, 8, 10, 256
 
@@ -59,30 +60,9 @@ def official_state(rng, *, learn_sigma=True, null_row=True) -> dict[str, np.ndar
     return {k: v.astype(np.float32) for k, v in sd.items()}
 
 
-def layer_norm(x):
-    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    return (x - mu) / np.sqrt(var + 1e-6)
-
-
-def silu(x):
-    return x / (1 + np.exp(-x))
-
-
-def gelu_tanh(x):
-    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
-
-
-def softmax(x):
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 def official_forward(sd, x_nchw, t, y, heads):
     """`DiT.forward(x, t, y)` in eval mode (no label dropout) -> NCHW output."""
     sd = {k: v.astype(np.float64) for k, v in sd.items()}
-
-    def linear(x, key):
-        return x @ sd[f"{key}.weight"].T + sd[f"{key}.bias"]
 
     n, g = x_nchw.shape[0], x_nchw.shape[-1] // P
     patches = x_nchw.reshape(n, C, g, P, g, P)
@@ -91,7 +71,8 @@ def official_forward(sd, x_nchw, t, y, heads):
     freqs = np.exp(-np.log(10000) * np.arange(FREQ // 2) / (FREQ // 2))
     args = t[:, None].astype(np.float64) * freqs[None]
     t_emb = linear(
-        silu(linear(np.concatenate([np.cos(args), np.sin(args)], -1), "t_embedder.mlp.0")),
+        silu(linear(np.concatenate([np.cos(args), np.sin(args)], -1), sd, "t_embedder.mlp.0")),
+        sd,
         "t_embedder.mlp.2",
     )
     c = t_emb + sd["y_embedder.embedding_table.weight"][y]
@@ -102,19 +83,19 @@ def official_forward(sd, x_nchw, t, y, heads):
     hd = D // heads
     for i in range(DEPTH):
         b = f"blocks.{i}."
-        mods = np.split(linear(silu(c), b + "adaLN_modulation.1"), 6, axis=1)
+        mods = np.split(linear(silu(c), sd, b + "adaLN_modulation.1"), 6, axis=1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods
         h = modulate(layer_norm(x), shift_msa, scale_msa)
-        qkv = linear(h, b + "attn.qkv").reshape(n, -1, 3, heads, hd).transpose(2, 0, 3, 1, 4)
+        qkv = linear(h, sd, b + "attn.qkv").reshape(n, -1, 3, heads, hd).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv  # [n, heads, T, hd]
         att = softmax(q * hd**-0.5 @ k.transpose(0, 1, 3, 2))
         a = (att @ v).transpose(0, 2, 1, 3).reshape(n, -1, D)
-        x = x + gate_msa[:, None] * linear(a, b + "attn.proj")
+        x = x + gate_msa[:, None] * linear(a, sd, b + "attn.proj")
         h = modulate(layer_norm(x), shift_mlp, scale_mlp)
-        h = linear(gelu_tanh(linear(h, b + "mlp.fc1")), b + "mlp.fc2")
+        h = linear(gelu_tanh(linear(h, sd, b + "mlp.fc1")), sd, b + "mlp.fc2")
         x = x + gate_mlp[:, None] * h
-    shift, scale = np.split(linear(silu(c), "final_layer.adaLN_modulation.1"), 2, axis=1)
-    x = linear(modulate(layer_norm(x), shift, scale), "final_layer.linear")
+    shift, scale = np.split(linear(silu(c), sd, "final_layer.adaLN_modulation.1"), 2, axis=1)
+    x = linear(modulate(layer_norm(x), shift, scale), sd, "final_layer.linear")
     out = x.shape[-1] // (P * P)
     x = np.einsum("nhwpqc->nchpwq", x.reshape(n, g, g, P, P, out))
     return x.reshape(n, out, g * P, g * P)

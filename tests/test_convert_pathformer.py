@@ -13,6 +13,7 @@ from safetensors.numpy import save_file
 import attnzoo
 from attnzoo.convert import convert
 from attnzoo.zoo.release import write_release
+from tests.numpy_reference import gelu_exact, linear, softmax
 
 L, H, N, D, FF = 16, 4, 3, 4, 8
 PATCHES = [[4, 8, 2], [8, 16, 4]]  # two AMS layers of three experts, k = 2 of them
@@ -76,15 +77,6 @@ def official_state_dict(seed=0) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------- the official forward, numpy
 
 
-def lin(sd, name, x):
-    return x @ sd[f"{name}.weight"].T + sd[f"{name}.bias"]
-
-
-def softmax(x, axis=-1):
-    e = np.exp(x - x.max(axis, keepdims=True))
-    return e / e.sum(axis, keepdims=True)
-
-
 def moving_average(x, k):  # x [b, t, n]; replicate padding as `moving_avg`
     front, end = k - 1 - (k - 1) // 2, (k - 1) // 2
     padded = np.concatenate([x[:, :1].repeat(front, 1), x, x[:, -1:].repeat(end, 1)], 1)
@@ -109,10 +101,10 @@ def seasonality(x, top=3):  # `FourierLayer(pred_len=0, k=3)`; x [b, t, n]
 
 def gates(sd, a, x, k):  # x [b, t, n, d] -> [b, E] (eval: clean logits)
     v = x[..., 0]
-    mix = softmax(lin(sd, f"{a}.trend_model.layer", v[..., None]))  # [b, t, n, 3]
+    mix = softmax(linear(v[..., None], sd, f"{a}.trend_model.layer"))  # [b, t, n, 3]
     trend = (np.stack([moving_average(v, w) for w in (4, 8, 12)], -1) * mix).sum(-1)
     series = v + seasonality(v) + trend
-    logits = lin(sd, f"{a}.w_gate", lin(sd, f"{a}.start_linear", series)[..., 0])
+    logits = linear(linear(series, sd, f"{a}.start_linear")[..., 0], sd, f"{a}.w_gate")
     out = np.zeros_like(logits)
     for b, row in enumerate(logits):
         top = np.argsort(-row, kind="stable")[:k]
@@ -124,8 +116,10 @@ def expert(sd, x_key, x, size):
     b = x.shape[0]
     n, inter = L // size, D * size
     g = f"{x_key}.weights_generator_distinct"
-    memory = np.tanh(lin(sd, f"{g}.generator.0", sd[f"{g}.memory"]))
-    memory = lin(sd, f"{g}.generator.4", np.tanh(lin(sd, f"{g}.generator.2", memory)))  # [N, 100]
+    memory = np.tanh(linear(sd[f"{g}.memory"], sd, f"{g}.generator.0"))
+    memory = linear(
+        np.tanh(linear(memory, sd, f"{g}.generator.2")), sd, f"{g}.generator.4"
+    )  # [N, 100]
     kv = [
         (sd[f"{g}.P.{i}"] @ memory.reshape(N, 10, 10) @ sd[f"{g}.Q.{i}"], memory @ sd[f"{g}.B.{i}"])
         for i in range(2)
@@ -134,8 +128,8 @@ def expert(sd, x_key, x, size):
     hs = D // 2
     intra = []
     for i in range(n):
-        query = lin(
-            sd, f"{x_key}.embeddings_generator.{i}.0", sd[f"{x_key}.intra_embeddings"][i, 0, 0]
+        query = linear(
+            sd[f"{x_key}.intra_embeddings"][i, 0, 0], sd, f"{x_key}.embeddings_generator.{i}.0"
         )
         tokens = np.concatenate(
             [np.broadcast_to(query, (b, 1, N, D)), x[:, i * size : (i + 1) * size]], 1
@@ -150,26 +144,27 @@ def expert(sd, x_key, x, size):
         y = np.maximum(y @ sd[f"{shared}.P.0"] + sd[f"{shared}.B.0"], 0)
         intra.append(y @ sd[f"{shared}.P.1"] + sd[f"{shared}.B.1"])
     intra = np.stack(intra, -1)  # [b, N, d, n]
-    intra = lin(sd, f"{x_key}.intra_Linear", intra).transpose(0, 3, 1, 2)  # [b, T, N, d]
+    intra = linear(intra, sd, f"{x_key}.intra_Linear").transpose(0, 3, 1, 2)  # [b, T, N, d]
 
     patches = x.reshape(b, n, size, N, D).transpose(0, 3, 1, 4, 2).reshape(b * N, n, inter)
-    h = lin(sd, f"{x_key}.emb_linear", patches) + sd[f"{x_key}.W_pos"]
+    h = linear(patches, sd, f"{x_key}.emb_linear") + sd[f"{x_key}.W_pos"]
     att = f"{x_key}.inter_patch_attention"
-    q, k, v = (lin(sd, f"{att}.{w}", h).reshape(b * N, n, D, size) for w in ("W_Q", "W_K", "W_V"))
+    q, k, v = (
+        linear(h, sd, f"{att}.{w}").reshape(b * N, n, D, size) for w in ("W_Q", "W_K", "W_V")
+    )
     weights = softmax(np.einsum("bqhd,bkhd->bhqk", q, k) * size**-0.5)
     inter_out = np.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b * N, n, inter)
-    inter_out = lin(sd, f"{att}.to_out.0", inter_out).reshape(b, L, N, D)  # the plain reshape
+    inter_out = linear(inter_out, sd, f"{att}.to_out.0").reshape(b, L, N, D)  # the plain reshape
 
     out = x + intra + inter_out
-    hidden = lin(sd, f"{x_key}.ff.0", out)
-    hidden = 0.5 * hidden * (1 + np.vectorize(math.erf)(hidden / math.sqrt(2)))
-    return lin(sd, f"{x_key}.ff.3", hidden) + out
+    hidden = gelu_exact(linear(out, sd, f"{x_key}.ff.0"))
+    return linear(hidden, sd, f"{x_key}.ff.3") + out
 
 
 def official_forward(sd, series, *, k, residual):
     mean = series.mean(1, keepdims=True)
     std = np.sqrt(series.var(1, keepdims=True) + 1e-5)
-    x = lin(sd, "start_fc", ((series - mean) / std)[..., None])  # [b, T, N, d]
+    x = linear(((series - mean) / std)[..., None], sd, "start_fc")  # [b, T, N, d]
     for layer, sizes in enumerate(PATCHES):
         a = f"AMS_lists.{layer}"
         g = gates(sd, a, x, k)
@@ -177,7 +172,7 @@ def official_forward(sd, series, *, k, residual):
         # `SparseDispatcher.combine`: log of the gate-weighted sum of exp(expert outputs)
         out = np.log(sum(g[:, e, None, None, None] * np.exp(o) for e, o in enumerate(outs)))
         x = out + x if residual else out
-    y = lin(sd, "projections.0", x.transpose(0, 2, 1, 3).reshape(len(x), N, L * D))
+    y = linear(x.transpose(0, 2, 1, 3).reshape(len(x), N, L * D), sd, "projections.0")
     return y.transpose(0, 2, 1) * std + mean
 
 

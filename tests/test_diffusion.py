@@ -10,6 +10,7 @@ from flax import nnx
 from attnzoo.configs import load_config
 from attnzoo.train_loops import gaussian_diffusion as gd
 from attnzoo.train_loops.trainer import Trainer, ema_update
+from tests.helpers import flat_state
 
 SCHEDULE = gd.Schedule()
 MU, SIGMA = 0.3, 0.5  # data x0 ~ N(MU, SIGMA^2)
@@ -132,17 +133,12 @@ def test_weights_of_a_run_with_ema_are_the_average(one_step_run):
 
     workdir, _, trainer, state = one_step_run
     flat = read_weights(workdir).params
-    ema = _by_name(state["ema"])
-    raw = _by_name(nnx.state(trainer.model(state["model"]), nnx.Param))
+    ema = flat_state(state["ema"])
+    raw = flat_state(nnx.state(trainer.model(state["model"]), nnx.Param))
     assert len(ema) > 10
     for name, value in ema.items():
         np.testing.assert_array_equal(flat[name], value, err_msg=name)
     assert any(not np.array_equal(raw[n], v) for n, v in ema.items())  # the step moved them
-
-
-def _by_name(state) -> dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(state))[0]
-    return {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v) for p, v in leaves}
 
 
 def test_sample_cli_writes_a_grid(one_step_run, capsys):

@@ -6,7 +6,6 @@ import http.server
 import os
 import threading
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -21,17 +20,14 @@ from attnzoo.zoo import weights
 from attnzoo.zoo.hub import WeightsFileError
 from attnzoo.zoo.registry import model_spec
 from attnzoo.zoo.release import write_release
+from tests.helpers import flat_state
 
 TINY = dict(width=32, depth=1, num_heads=2, mlp_dim=64, patch_size=4, pool="gap")
 SOURCE = dict(num_classes=10, image_size=[28, 28], in_channels=1, **TINY)
 
 
 def _flat(model) -> dict[str, np.ndarray]:
-    state = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-    return {
-        "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
-    }
+    return flat_state(nnx.state(model, nnx.Param))
 
 
 def _half_pixel_bilinear(grid: np.ndarray, out: int) -> np.ndarray:
@@ -175,11 +171,7 @@ def test_array_kwargs_and_batch_stats_travel_in_the_release(tmp_path):
     time = np.stack([rng.integers(0, 7, (2, 6)), rng.integers(0, 6, (2, 6))], -1)
     model(inputs, time)  # a training call moves the batch-norm statistics off their init
     model.eval()
-    state = nnx.to_pure_dict(nnx.state(model, nnx.Not(nnx.RngState)))
-    flat = {
-        "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(leaf)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
-    }
+    flat = flat_state(nnx.state(model, nnx.Not(nnx.RngState)))
     assert any(name.endswith("mean") and value.any() for name, value in flat.items())
     write_release(flat, model_spec(model), str(tmp_path), "gman.tiny")
 
