@@ -1,14 +1,17 @@
 """Reading official checkpoints and mapping their tensors by name, strictly.
 
-`read_state_dict` opens `.safetensors` and `.npz` with numpy only; pickled PyTorch files
-(`.pt`/`.pth`/`.bin`) need the optional `torch` extra. A family's `convert.py` registers a
-converter per architecture prefix; `StateDict.take` hands out each tensor once with its
-shape checked, and `StateDict.finish` refuses leftovers.
+`read_state_dict` opens `.safetensors`, `.npz` and `torch.save` files (`.pt`/`.pth`/`.bin`)
+with numpy only. A family's `convert.py` registers a converter per architecture prefix;
+`StateDict.take` hands out each tensor once with its shape checked, and `StateDict.finish`
+refuses leftovers.
 """
 
 from collections.abc import Callable
 
+import jax.numpy as jnp
 import numpy as np
+
+from attnzoo.zoo.torch_checkpoint import load_torch_file
 
 _CONVERTERS: dict[str, Callable] = {}
 
@@ -45,19 +48,13 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     if path.endswith((".pt", ".pth", ".bin")):
-        try:
-            import torch
-        except ImportError:
-            raise ImportError(
-                f"reading {path} needs PyTorch (pip install 'attnzoo[torch]'); "
-                ".safetensors and .npz files need none"
-            ) from None
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path)
         for key in ("ema", "model", "state_dict", "model_state_dict"):  # EMA weights first
             if isinstance(state.get(key), dict):
                 state = state[key]
         return {
-            k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()
+            k: v.astype(np.float32) if jnp.issubdtype(v.dtype, jnp.floating) else v
+            for k, v in state.items()
         }
     raise ValueError(f"unknown checkpoint format {path!r}: use .safetensors, .npz, .pt or .pth")
 
