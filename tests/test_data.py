@@ -131,6 +131,21 @@ def test_digits_values_match_sklearn(tfds_root):
     np.testing.assert_allclose(batch["image"], expected, rtol=1e-5, atol=1e-5)
 
 
+def test_resize_to_upsamples_as_jax_image_resize(tfds_root):
+    import jax
+
+    sk = load_sklearn_digits()
+    batch = next(iter(digits_ds(tfds_root, "test", batch_size=8, resize_to=24, pad_to=28)))
+    assert batch["image"].shape == (8, 28, 28, 1)
+    pixels = sk.images[batch["index"]][..., None] / 16.0
+    resized = jax.image.resize(pixels, (8, 24, 24, 1), method="linear")
+    info = data.dataset_info("digits")
+    expected = (np.pad(resized, ((0, 0), (2, 2), (2, 2), (0, 0))) - info["mean"]) / info["std"]
+    np.testing.assert_allclose(batch["image"], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="resize_to=4 is smaller than the images"):
+        digits_ds(tfds_root, "test", resize_to=4)
+
+
 @pytest.mark.parametrize("name", ["digits", "fashion_mnist"])
 def test_normalisation_constants(name, tfds_root, request):
     kw = {}

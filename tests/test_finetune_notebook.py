@@ -25,7 +25,7 @@ shapes = {"/".join(str(k.key) for k in p): v.shape
           for p, v in jax.tree_util.tree_flatten_with_path(state)[0]}
 ckpt = read_weights(os.path.join(WORKDIR, "digits")).params
 assert shapes == {k: v.shape for k, v in ckpt.items()}, (shapes, ckpt.keys())
-assert model.grid == (2, 2) and model_spec(model)["kwargs"]["in_channels"] == 1
+assert model.grid == (8, 8) and model_spec(model)["kwargs"]["in_channels"] == 1
 print("rebuilt shapes == checkpoint shapes")
 """
 
@@ -46,7 +46,7 @@ def test_finetune_notebook_runs(tmp_path):
     outputs = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
-    assert "token grid (7, 7) -> (2, 2)" in outputs
+    assert "token grid (7, 7) -> (8, 8)" in outputs
     assert "resampled: ['posemb']" in outputs
     assert "rebuilt shapes == checkpoint shapes" in outputs
     assert "digits test metrics:" in outputs and "accuracy on these 16:" in outputs

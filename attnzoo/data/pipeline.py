@@ -180,6 +180,33 @@ class Augment(grain.transforms.RandomMap):
         return {**element, "image": image}
 
 
+def linear_resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """`[size_out, size_in]` weights of linear interpolation with half-pixel centres (the
+    sampling of `jax.image.resize(method="linear")` when upsampling; no antialiasing)."""
+    source = np.clip((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0, size_in - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, size_in - 1)
+    weights = np.zeros((size_out, size_in), np.float32)
+    np.add.at(weights, (np.arange(size_out), low), 1.0 - (source - low))
+    np.add.at(weights, (np.arange(size_out), high), source - low)
+    return weights
+
+
+class ResizeImages(grain.transforms.Map):
+    """Batch images `[b, h, w, c]` resized bilinearly to float32 `[b, size, size, c]` (pixel
+    units, before normalising): upsampling, e.g. 8x8 digits to the scale of 28x28 images."""
+
+    def __init__(self, size: int, image_shape: tuple[int, int, int]):
+        h, w, _ = image_shape
+        if size < max(h, w):
+            raise ValueError(f"resize_to={size} is smaller than the images ({h}x{w})")
+        self.rows, self.cols = linear_resize_matrix(h, size), linear_resize_matrix(w, size)
+
+    def map(self, element: dict) -> dict:
+        image = np.asarray(element["image"], np.float32)
+        return {**element, "image": np.einsum("yh,bhwc,xw->byxc", self.rows, image, self.cols)}
+
+
 class PadImages(grain.transforms.Map):
     """uint8 batch images `[b, h, w, c]` zero-padded centrally to `[b, size, size, c]`."""
 
@@ -232,6 +259,7 @@ def make_dataset(
     process_count: int = 1,
     drop_remainder: bool = True,
     augment: bool = False,
+    resize_to: int = 0,
     pad_to: int = 0,
     with_index: bool = False,
     prefetch: int = 0,
@@ -253,6 +281,8 @@ def make_dataset(
         the shard once; the last batch may be smaller, and shard sizes (hence batch
         counts) may differ by one between processes: see `num_examples`.
       augment: training augmentation of the dataset (translation, flips: `ImageFacts`).
+      resize_to: resize images bilinearly to `resize_to x resize_to` (upsampling only;
+        after augmentation, before padding); 0: as stored.
       pad_to: zero-pad (pixel value 0, before normalising) images centrally to
         `pad_to x pad_to` (e.g. Fashion-MNIST 28 -> 32 for patch-2 diffusion); 0: as stored.
       with_index: also return `index`, each example's row in the original data.
@@ -292,8 +322,12 @@ def make_dataset(
         ds = ds.random_map(Augment(facts.augment_pad, facts.augment_flip))
     ds = ds[process_index::process_count]
     ds = ds.batch(batch_size // process_count, drop_remainder=drop_remainder)
+    shape = facts.image_shape
+    if resize_to:
+        ds = ds.map(ResizeImages(resize_to, shape))
+        shape = (resize_to, resize_to, shape[2])
     if pad_to:
-        ds = ds.map(PadImages(pad_to, facts.image_shape))
+        ds = ds.map(PadImages(pad_to, shape))
     ds = ds.map(Normalize(facts.pixel_max, facts.mean, facts.std, with_index))
     read_options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
     return ds.to_iter_dataset(read_options)

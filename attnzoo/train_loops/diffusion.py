@@ -47,12 +47,8 @@ class DiffusionFamily(Family):
 
     # ------------------------------------------------------------------ data
     def data_shape(self) -> tuple[tuple[int, int, int], int]:
-        """`((H, W, C), num_classes)` of the training data (after `data.pad_to`)."""
-        cfg = self.config.data
-        info = data.dataset_info(cfg.name)
-        h, w, c = info["image_shape"]
-        size = cfg.get("pad_to", 0)
-        return ((size, size, c) if size else (h, w, c)), info["num_classes"]
+        """`((H, W, C), num_classes)` of the training data (after resizing and padding)."""
+        return self.image_shape(), data.dataset_info(self.config.data.name)["num_classes"]
 
     def to_model_space(self, images: jax.Array) -> jax.Array:
         """Pipeline images (standardised pixels) -> [-1, 1]."""

@@ -77,8 +77,18 @@ class Family(abc.ABC):
             process_count=process_count,
             drop_remainder=train,
             augment=train and cfg.get("augment", False),
+            resize_to=cfg.get("resize_to", 0),
             pad_to=cfg.get("pad_to", 0),
         )
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """`(H, W, C)` of the batches' images: as stored, resized (`data.resize_to`), then
+        padded (`data.pad_to`)."""
+        cfg = self.config.data
+        h, w, c = data.dataset_info(cfg.name)["image_shape"]
+        for size in (cfg.get("resize_to", 0), cfg.get("pad_to", 0)):
+            h, w = (size, size) if size else (h, w)
+        return h, w, c
 
     def sample(self, model: nnx.Module, out_dir: str, *, split: str, num: int) -> list[str]:
         """Writes `num` samples of the model (forecast plots, generated text, images...)

@@ -46,7 +46,7 @@ class VisionFamily(Family):
     def build_model(self, *, rngs: nnx.Rngs) -> nnx.Module:
         config = self.config
         info = data.dataset_info(config.data.name)
-        height, width, channels = info["image_shape"]
+        height, width, channels = self.image_shape()
         kwargs = dict(
             num_classes=info["num_classes"], image_size=(height, width), in_channels=channels
         )
