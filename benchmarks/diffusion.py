@@ -1,7 +1,7 @@
 """Diffusion benchmarks: Scale-DiT vs dense attention cost, and DiT-tiny sample quality.
 
     python benchmarks/diffusion.py --part attention --out diffusion_attention.json
-    python benchmarks/diffusion.py --part quality --dit-steps 6000 --classifier-steps 780 \
+    python benchmarks/diffusion.py --part quality --dit-steps 3600 --classifier-steps 780 \
         --num-samples 1000 --out diffusion_quality.json
 
 attention: one attention layer (4 heads of 32, batch 1) over a high-res token grid of
@@ -16,6 +16,8 @@ quality: trains `dit_tiny_fmnist` for `--dit-steps` and the zoo classifier
 cycling), and reports FID-FMNIST (Fréchet distance of the classifier's pooled features; not
 Inception FID), precision/recall against test images, the classifier's agreement with the
 requested class (target >= 80%), and the floor (train vs test images). Writes the sample grid.
+`--dit-run DIR` / `--classifier-run DIR` evaluate finished runs of those configs instead of
+training them here (their training time is then not reported).
 """
 
 from __future__ import annotations
@@ -74,23 +76,31 @@ def part_attention(args) -> list:
     return rows
 
 
-def _train(name: str, steps: int, workdir: str, **overrides):
+def _train(name: str, steps: int, workdir: str, existing: str | None):
+    """(trainer, model, train seconds) of config `name` trained `steps` in `workdir`, or of
+    the finished run in `existing` (seconds None: not timed here)."""
     from attnzoo.configs import load_config
+    from attnzoo.train_loops.checkpointing import Checkpointer
     from attnzoo.train_loops.trainer import Trainer
 
     config = load_config(name)
-    config.train.update(steps=steps, checkpoint_every=steps, eval_every=0, **overrides)
-    config.schedule.warmup_steps = min(config.schedule.warmup_steps, steps // 5)
-    trainer = Trainer(config, workdir)
-    start = time.perf_counter()
-    results = trainer.train()
-    seconds = time.perf_counter() - start
-    from attnzoo.train_loops.checkpointing import Checkpointer
-
-    checkpointer = Checkpointer(workdir, every=1, keep=2)
-    state, _, _ = trainer.restore(checkpointer, checkpointer.latest_step())
+    seconds = None
+    if existing:
+        trainer = Trainer(config, existing)
+    else:
+        config.train.update(steps=steps, checkpoint_every=steps, eval_every=0)
+        config.schedule.warmup_steps = min(config.schedule.warmup_steps, steps // 5)
+        trainer = Trainer(config, workdir)
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    checkpointer = Checkpointer(trainer.workdir, every=1, keep=2)
+    step = checkpointer.latest_step()
+    if step is None:
+        raise SystemExit(f"no checkpoint in {trainer.workdir}")
+    state, _, _ = trainer.restore(checkpointer, step)
     checkpointer.close()
-    return trainer, trainer.model(trainer.inference_state(state)), seconds, results
+    return trainer, trainer.model(trainer.inference_state(state)), seconds, step
 
 
 def part_quality(args) -> list:
@@ -100,11 +110,14 @@ def part_quality(args) -> list:
     from attnzoo.eval.diffusion import frechet_distance, precision_recall, save_grid
 
     info = data.dataset_info("fashion_mnist")
-    dit_trainer, dit, dit_seconds, _ = _train(
-        "dit_tiny_fmnist", args.dit_steps, os.path.join(args.workdir, "dit")
+    dit_trainer, dit, dit_seconds, dit_steps = _train(
+        "dit_tiny_fmnist", args.dit_steps, os.path.join(args.workdir, "dit"), args.dit_run
     )
-    _, classifier, clf_seconds, clf_results = _train(
-        "vit_tiny_fmnist", args.classifier_steps, os.path.join(args.workdir, "classifier")
+    clf_trainer, classifier, clf_seconds, clf_steps = _train(
+        "vit_tiny_fmnist",
+        args.classifier_steps,
+        os.path.join(args.workdir, "classifier"),
+        args.classifier_run,
     )
     dit_trainer.config.diffusion.sample_steps = args.sample_steps
     labels = np.arange(args.num_samples) % info["num_classes"]
@@ -118,6 +131,7 @@ def part_quality(args) -> list:
         ]
     )
     sample_seconds = time.perf_counter() - start
+    os.makedirs(args.workdir, exist_ok=True)
     save_grid(samples[:100], os.path.join(args.workdir, "dit_tiny_grid.png"), columns=10)
 
     def standardised(images_pm1):  # [-1, 1] 32x32 -> the classifier's 28x28 input
@@ -135,18 +149,22 @@ def part_quality(args) -> list:
             "fashion_mnist", f"{split}[:{args.num_samples}]", batch_size=250, shuffle=False,
             repeat=False, seed=0, drop_remainder=False,
         )  # fmt: skip
-        return np.concatenate([b["image"] for b in batches])
+        batches = list(batches)
+        return (np.concatenate([b[k] for b in batches]) for k in ("image", "label"))
 
     fake_f, fake_pred = embed(standardised(samples))
-    test_f, _ = embed(real("test"))
-    train_f, _ = embed(real("train"))
+    test_images, test_labels = real("test")
+    test_f, test_pred = embed(test_images)
+    train_f, _ = embed(next(real("train")))
     precision, recall = precision_recall(test_f, fake_f)
     return [
-        ("dit train steps", args.dit_steps),
-        ("dit train s", dit_seconds),
-        ("classifier train steps", args.classifier_steps),
-        ("classifier train s", clf_seconds),
-        ("classifier test accuracy", float(clf_results["accuracy"])),
+        ("dit run", args.dit_run or "trained here"),
+        ("dit train steps", dit_steps),
+        ("dit train s", "not timed here" if dit_seconds is None else dit_seconds),
+        ("classifier run", args.classifier_run or "trained here"),
+        ("classifier train steps", clf_steps),
+        ("classifier train s", "not timed here" if clf_seconds is None else clf_seconds),
+        (f"classifier accuracy on test[:{args.num_samples}]", (test_pred == test_labels).mean()),
         ("samples", args.num_samples),
         ("sampling steps (ddim)", args.sample_steps),
         ("guidance", dit_trainer.config.diffusion.guidance),
@@ -168,6 +186,8 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--sample-steps", type=int, default=25)
     parser.add_argument("--workdir", default="runs/benchmark_diffusion")
+    parser.add_argument("--dit-run", default=None, help="evaluate this finished run instead")
+    parser.add_argument("--classifier-run", default=None, help="use this finished run instead")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
