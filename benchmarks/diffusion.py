@@ -113,7 +113,7 @@ def part_quality(args) -> list:
     dit_trainer, dit, dit_seconds, dit_steps = _train(
         "dit_tiny_fmnist", args.dit_steps, os.path.join(args.workdir, "dit"), args.dit_run
     )
-    clf_trainer, classifier, clf_seconds, clf_steps = _train(
+    _, classifier, clf_seconds, clf_steps = _train(
         "vit_tiny_fmnist",
         args.classifier_steps,
         os.path.join(args.workdir, "classifier"),
@@ -144,18 +144,18 @@ def part_quality(args) -> list:
         out = [features(classifier, images[i : i + 250]) for i in range(0, len(images), 250)]
         return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
 
-    def real(split):
+    def real(split):  # (images, labels) of the first `--num-samples` of `split`
         batches = data.make_dataset(
             "fashion_mnist", f"{split}[:{args.num_samples}]", batch_size=250, shuffle=False,
             repeat=False, seed=0, drop_remainder=False,
         )  # fmt: skip
         batches = list(batches)
-        return (np.concatenate([b[k] for b in batches]) for k in ("image", "label"))
+        return tuple(np.concatenate([b[k] for b in batches]) for k in ("image", "label"))
 
     fake_f, fake_pred = embed(standardised(samples))
     test_images, test_labels = real("test")
     test_f, test_pred = embed(test_images)
-    train_f, _ = embed(next(real("train")))
+    train_f, _ = embed(real("train")[0])
     precision, recall = precision_recall(test_f, fake_f)
     return [
         ("dit run", args.dit_run or "trained here"),

@@ -1,7 +1,7 @@
 """Official DiT checkpoints (facebookresearch/DiT `models.py`) -> attnzoo `DiT` params.
 
 The released `DiT-XL-2-256x256.pt` and `DiT-XL-2-512x512.pt` are plain state dicts of the EMA
-weights (pickled: `.pt` needs the optional `torch` extra; a `.safetensors` copy needs nothing).
+weights (`.pt`, read without PyTorch; `train.py`'s own checkpoints give their `ema` entry).
 Everything the weights record is read from them: depth, hidden size, patch size, input
 size (the grid of `pos_embed` times the patch), in/out channels (`learn_sigma` when the
 final linear gives 2C channels per pixel), MLP ratio, number of label-table rows.

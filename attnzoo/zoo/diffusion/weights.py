@@ -8,9 +8,9 @@ register_weights(
         model="dit_tiny",
         filename="dit_tiny.fmnist.safetensors",  # 5.1 MB, float32 (the EMA params)
         sha256="e2f55fc238cd5c7eb324b39438f44f97c5362afb5a8c409d6568baa9f54af220",
-        # not published yet: `python -m attnzoo.export` of the `dit_tiny_fmnist` run of
-        # the config's full run (3600 steps, ~30 min on 2 cores) (benchmarks/README.md)
-        # makes it; put its release URL here once attached
+        # not published yet: `python -m attnzoo.export` of a full `dit_tiny_fmnist` run
+        # (3600 steps, ~30 min on 2 cores; benchmarks/README.md) makes it; put its release
+        # URL here once attached
         source="",
         kwargs=dict(
             input_size=32,
