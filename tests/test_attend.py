@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnzoo.layers import attention
+from attnzoo.layers import attention, blocked_attention
 from attnzoo.layers.attention import (
     attend,
     attention_weights,
@@ -152,10 +152,13 @@ def _xla_cases():
 @pytest.mark.parametrize("name", list(_xla_cases()))
 def test_xla_matches_reference(name, path, monkeypatch):
     """impl="xla" as dispatched (these short sequences run chunked unless the mask is
-    block-sparse with few tiles) and with every mask forced through the tile path."""
+    block-sparse with few tiles) and with every mask forced through the tile path (one or
+    two query blocks per chunk)."""
     if path == "blocked":
         monkeypatch.setattr(attention, "DENSE_ENOUGH", float("inf"))
         monkeypatch.setattr(attention, "ROUTED_ROWS", 0)
+        monkeypatch.setattr(blocked_attention, "CHUNK_BYTES", 8 * 1024)
+        jax.clear_caches()  # the path is chosen at trace time: no cache hit from another path
     t, s, mask, hkv = _xla_cases()[name]
     q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
     cot = normal((2, t, 4, 8), 3)
@@ -208,6 +211,21 @@ def test_xla_memory_follows_mask(kind, t, fraction):
     ref = jax.make_jaxpr(lambda q, k, v: attend(q, k, v, mask=mask, impl="reference"))(q, k, v)
     assert _max_intermediate(ref) >= full_logits
     assert _max_intermediate(xla) <= full_logits * fraction
+
+
+def test_xla_tile_path_memory_is_bounded_by_its_chunks(monkeypatch):
+    """Query blocks run in chunks of about CHUNK_BYTES of scores: nothing, forward or
+    backward, grows past that (all listed tiles at once would be ~4x more here)."""
+    monkeypatch.setattr(blocked_attention, "CHUNK_BYTES", 2**18)
+    mask = LocalWindow2D((32, 32), 2, window=(4, 4))
+    q, k, v = qkv(b=1, t=1024, s=1024, hq=2, hkv=1)
+
+    def loss(q, k, v):
+        return attend(q, k, v, mask=mask, impl="xla").sum()
+
+    limit = blocked_attention.CHUNK_BYTES // 4
+    assert _max_intermediate(jax.make_jaxpr(loss)(q, k, v)) <= limit
+    assert _max_intermediate(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)) <= limit
 
 
 # ----------------------------------------------------------------------------- cudnn

@@ -5,8 +5,8 @@
 `biformer_tiny`: stem stride 2 (14x14 tokens), stage 1 routes 7x7 regions of 2x2 tokens
 (top-4), stage 2 7x7 regions of one token (top-16), stage 3 full attention with LePE at
 4x4; widths 64/128/256, two blocks per stage. AdamW 1e-3, weight decay 0.05, warmup +
-cosine, batch 128, the same step budget as `vit_tiny_fmnist_p4` for the comparison in
-`benchmarks/vision.py` (not yet measured).
+cosine, batch 128. In `benchmarks/vision.py`'s 15 minutes on 2 CPU cores: 86.6% test accuracy
+(335 steps) vs ViT-tiny's 76.4% on 4x4 patches (benchmarks/README.md).
 """
 
 from attnzoo.configs._common import base_config, with_variant

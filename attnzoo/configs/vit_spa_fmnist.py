@@ -7,7 +7,8 @@ token, so the gates score contextualised tokens): containers of 98 tokens (two i
 slots for 60% of the batch's tokens, Gumbel temperature 1, and the selection BCE (weight
 0.01, the paper's) against the foreground map of each image (a patch is foreground when
 most of its pixels are not background). `kept_fraction` is logged for train and eval.
-Not yet measured against the baseline (see `benchmarks/vision.py`).
+Measured against `vit_tiny_fmnist_p4`, 15 minutes each on 2 CPU cores: 76.9% vs 76.4% test
+accuracy, 1.31x the images/s, 46% of tokens kept (benchmarks/README.md).
 """
 
 from attnzoo.configs._common import TINY_VIT, with_variant
