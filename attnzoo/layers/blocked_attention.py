@@ -179,6 +179,10 @@ def attend_blocked(q, k, v, mask: Mask, scale: float) -> jax.Array:
         denom = jnp.moveaxis(p.sum(-1), (1, 2), (3, 4))[..., None]  # [b, c, bq, hkv, g, 1]
         return out / jnp.where(denom > 0, denom, 1.0)
 
-    out = jax.lax.map(jax.checkpoint(chunk), (jnp.moveaxis(qc, 1, 0), ids, jnp.arange(steps) * c))
-    out = jnp.moveaxis(out, 0, 1).reshape(b, steps * c * bq, hq, dv)  # [steps, b, ...] -> rows
+    if steps == 1:  # one chunk: no loop to compile
+        out = jax.checkpoint(chunk)((qc[:, 0], ids[0], 0))
+    else:
+        chunks = (jnp.moveaxis(qc, 1, 0), ids, jnp.arange(steps) * c)
+        out = jnp.moveaxis(jax.lax.map(jax.checkpoint(chunk), chunks), 0, 1)
+    out = out.reshape(b, steps * c * bq, hq, dv)  # [b, steps, c, bq, hkv, g, dv] -> rows
     return out[:, :t].astype(q.dtype)
