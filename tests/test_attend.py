@@ -158,7 +158,7 @@ def test_xla_matches_reference(name, path, monkeypatch):
         monkeypatch.setattr(attention, "DENSE_ENOUGH", float("inf"))
         monkeypatch.setattr(attention, "ROUTED_ROWS", 0)
         monkeypatch.setattr(blocked_attention, "CHUNK_BYTES", 8 * 1024)
-        jax.clear_caches()  # the path is chosen at trace time: no cache hit from another path
+    jax.clear_caches()  # the path is chosen at trace time: no cache hit from the other path
     t, s, mask, hkv = _xla_cases()[name]
     q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
     cot = normal((2, t, 4, 8), 3)

@@ -14,8 +14,8 @@ Implementations (``impl=``):
 
 * ``"reference"``: pure jnp on the materialised ``[b, hq, t, s]`` mask. The oracle.
 * ``"xla"``: pure jnp whose cost follows the mask's block lists, for every mask kind
-  (:mod:`attnzoo.layers.blocked_attention`; long sequences in chunks of query blocks, so
-  memory stays bounded); without a mask, or with a mask whose tiles
+  (:mod:`attnzoo.layers.blocked_attention`; query blocks in cache-sized chunks, so memory
+  stays bounded); without a mask, or with a mask whose tiles
   cover at least :data:`DENSE_ENOUGH` of ``[T, S]`` (causal, short sequences), attention in
   cache-sized chunks with the mask evaluated per chunk
   (:mod:`attnzoo.layers.chunked_attention`); with routing finer than :data:`ROUTED_ROWS`

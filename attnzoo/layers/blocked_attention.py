@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnzoo.layers.anchor_mask import LocalWithAnchors
 from attnzoo.layers.masks import LocalWindow1D, LocalWindow2D, Mask
 from attnzoo.pallas_kernels.tiles import MASK_VALUE
 
@@ -57,10 +58,10 @@ def _pow2_ceil(n: int) -> int:
 def _natural_block(mask: Mask) -> int | None:
     """Tokens in the mask's smallest local unit: a 1-D window's width, a 2-D window-first
     window's area, a row-major grid's row (None: no local structure). Looks through ``&``
-    combinations and into a mask's ``local`` window (Scale-DiT's ``LocalWithAnchors``)."""
+    combinations and into the window of Scale-DiT's ``LocalWithAnchors``."""
     sizes = []
     for m in getattr(mask, "masks", (mask,)):
-        m = getattr(m, "local", m)
+        m = m.local if isinstance(m, LocalWithAnchors) else m
         if isinstance(m, LocalWindow1D):
             sizes.append(m.left + m.right + 1)
         elif isinstance(m, LocalWindow2D):
