@@ -1,7 +1,7 @@
 """Diffusion benchmarks: Scale-DiT vs dense attention cost, and DiT-tiny sample quality.
 
     python benchmarks/diffusion.py --part attention --out diffusion_attention.json
-    python benchmarks/diffusion.py --part quality --dit-steps 3600 --classifier-steps 780 \
+    python benchmarks/diffusion.py --part quality --dit-steps 3600 --classifier-steps 620 \
         --num-samples 1000 --out diffusion_quality.json
 
 attention: one attention layer (4 heads of 32, batch 1) over a high-res token grid of

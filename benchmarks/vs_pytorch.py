@@ -2,7 +2,7 @@
 
     ATTNZOO_DATA_DIR=../shared/data .venv/bin/python benchmarks/vs_pytorch.py --out vs.json
 
-The same ViT-tiny as `vit_tiny_fmnist` (width 192, depth 12, 3 heads, MLP 768, mean
+The ViT-tiny of `vit_tiny_fmnist` (width 192, depth 12, 3 heads, MLP 768, mean
 pooling, f32) on Fashion-MNIST batches, trained with AdamW + global-norm clipping, in
 attnzoo's engine (`Trainer.train_step`: host batch -> device, forward, backward, clip,
 update) and in timm (`VisionTransformer`, `create_optimizer_v2("adamw")`,
@@ -30,6 +30,7 @@ import tempfile
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from flax import nnx
 
@@ -89,6 +90,10 @@ def case_config(patch: int, batch: int):
     config = load_config("vit_tiny_fmnist")
     config.model.patch_size = patch
     config.train.update(batch_size=batch, eval_batch_size=batch)
+    # timm's side trains with AdamW: so does ours here (the config itself trains with Muon)
+    config.optimizer = ml_collections.ConfigDict(
+        dict(name="adamw", learning_rate=2e-3, weight_decay=0.05, clip_norm=1.0)
+    )
     config.mesh.shape = (1, 1, 1)  # one device: the peer runs in one process too
     return config
 
