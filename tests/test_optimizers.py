@@ -8,9 +8,11 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from attnzoo.configs import load_config
-from attnzoo.train_loops.optimizers import make_optimizer
+from attnzoo.layers.multi_head_attention import MultiHeadAttention
+from attnzoo.train_loops.optimizers import make_optimizer, muon_dimensions
 
 
 def _config(name: str, **optimizer) -> ml_collections.ConfigDict:
@@ -66,6 +68,25 @@ def test_weight_decay_skips_biases_and_clipping_bounds_the_update():
     big = {"w": jnp.full((2, 2), 100.0), "b": jnp.full((2,), 100.0)}
     updates, _ = tx.update(big, state, jax.tree.map(jnp.zeros_like, params))
     assert float(optax.tree.norm(updates)) <= 1.0 + 1e-5
+
+
+def test_attention_biases_get_adamw_without_decay_whatever_their_rank():
+    """MultiHeadAttention's q/k/v biases are `[heads, head_dim]`: 2-D, yet biases."""
+    with nnx.use_eager_sharding(False):
+        attention = MultiHeadAttention(16, 4, use_bias=True, rngs=nnx.Rngs(0))
+    params = nnx.state(attention, nnx.Param)
+    dims = muon_dimensions(params)
+    assert params["query"]["bias"].get_value().ndim == 2
+    assert dims["query"]["bias"] is None and dims["out"]["bias"] is None  # AdamW
+    assert tuple(dims["query"]["kernel"]) == (0, 2)  # Muon, per head
+    config = _config("muon", learning_rate=1e-2, weight_decay=0.5, clip_norm=0.0)
+    config.schedule.update(name="constant", warmup_steps=0)
+    tx, _ = make_optimizer(config, total_steps=10)
+    pure = nnx.as_pure(params)
+    zero = jax.tree.map(jnp.zeros_like, pure)
+    updates, _ = tx.update(zero, tx.init(params), pure)
+    np.testing.assert_allclose(updates["query"]["bias"], 0.0)  # not decayed
+    assert float(jnp.abs(updates["query"]["kernel"]).max()) > 0  # decayed
 
 
 def test_unknown_optimizer_is_named():

@@ -11,8 +11,9 @@ schedule). 3-D attention kernels are orthogonalised per head (`muon_dimensions`)
 `end_fraction` (final lr as a fraction of the peak); one_cycle (PyTorch's `OneCycleLR`, as
 the Pathformer recipe uses it): cosine rise from peak/`div_factor` to the peak over the
 first `pct_start` of the steps, then cosine decay to peak/(`div_factor`·`final_div_factor`);
-step_decay: the peak times `decay_rate` every `decay_every` steps. Weight decay skips params
-of rank < 2 (biases, norms).
+step_decay: the peak times `decay_rate` every `decay_every` steps. Weight decay skips
+biases (by name, whatever their rank: attention's `[heads, head_dim]` ones too) and params of
+rank < 2 (norms).
 """
 
 from collections.abc import Callable
@@ -56,8 +57,15 @@ def make_schedule(schedule: ml_collections.ConfigDict, peak: float, total_steps:
     )
 
 
+def _is_bias(path) -> bool:
+    return bool(path) and getattr(path[-1], "key", None) == "bias"
+
+
 def _decay_mask(params) -> object:
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """True for the params weight decay applies to: rank >= 2 and not a bias."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p.ndim >= 2 and not _is_bias(path), params
+    )
 
 
 # Logical axes of params that Muon leaves to AdamW: token embeddings and output heads.
@@ -68,16 +76,16 @@ def muon_dimensions(params):
     """Per param, how Muon reshapes it into matrices (`MuonDimensionNumbers`), or None for
     AdamW. From the logical axis names of `nnx.Param`s: `[embed, heads, kv]` and
     `[heads, kv, embed]` kernels become one `[in, out]` matrix per head (the heads axis
-    is a batch axis); other 2-D params are one matrix; rank < 2, embeddings, heads and
-    other ranks go to AdamW. Plain arrays: 2-D ones are matrices."""
+    is a batch axis); other 2-D params are one matrix; biases (any rank), rank < 2,
+    embeddings, heads and other ranks go to AdamW. Plain arrays: 2-D ones are matrices."""
 
-    def spec(param):
+    def spec(path, param):
         value = param.get_value() if isinstance(param, nnx.Variable) else param
         names = (
             param.get_metadata().get("out_sharding") if isinstance(param, nnx.Variable) else None
         )
         names = tuple(names) if names else (None,) * value.ndim
-        if value.ndim < 2 or any(a in ADAM_AXES for a in names):
+        if value.ndim < 2 or _is_bias(path) or any(a in ADAM_AXES for a in names):
             return None
         if value.ndim == 2:
             return optax.contrib.MuonDimensionNumbers(0, 1)
@@ -86,7 +94,9 @@ def muon_dimensions(params):
             return optax.contrib.MuonDimensionNumbers(reduction, output)
         return None
 
-    return jax.tree.map(spec, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return jax.tree_util.tree_map_with_path(
+        spec, params, is_leaf=lambda x: isinstance(x, nnx.Variable)
+    )
 
 
 def _pure(params):
