@@ -1,11 +1,13 @@
 """Shared pieces of the benchmark scripts: machine facts, matmul peak, table + JSON output."""
 
 import json
+import math
 import os
 import platform
 import time
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 
 
@@ -37,15 +39,75 @@ def matmul_peak_flops(sizes=(1024, 2048, 3072), repeats: int = 5) -> float:
     return best
 
 
+def _dot_flops(eqn) -> float:
+    """2 x the multiply-adds of a `dot_general` or `conv_general_dilated` equation."""
+    out = eqn.outvars[0].aval
+    if eqn.primitive.name == "dot_general":
+        (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return 2.0 * math.prod(out.shape) * math.prod(lhs[d] for d in lhs_contract)
+    rhs = eqn.invars[1].aval.shape  # conv: kernel [*spatial, in / groups, out] in some order
+    spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial) positions
+    per_output = math.prod(rhs[d] for d in spec[1:])
+    return 2.0 * math.prod(out.shape) * per_output
+
+
+def matmul_flops(jaxpr) -> float:
+    """FLOPs of the matrix products (`dot_general`, convolutions) a jaxpr executes: loop
+    bodies times their trip counts (`scan`'s length; a `while` must come from `fori_loop`
+    with static bounds, else it is refused), `cond` at its costliest branch, every nested
+    jaxpr (jit, remat, custom VJP) once per call. XLA's cost analysis counts a loop body
+    once, so a step with chunked attention or MLP loops read low there."""
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name in ("dot_general", "conv_general_dilated"):
+            total += _dot_flops(eqn)
+        elif name == "scan":
+            total += eqn.params["length"] * matmul_flops(eqn.params["jaxpr"].jaxpr)
+        elif name == "cond":
+            total += max(matmul_flops(b.jaxpr) for b in eqn.params["branches"])
+        elif name == "while":
+            body = matmul_flops(eqn.params["body_jaxpr"].jaxpr)
+            if body:
+                raise ValueError("matmul_flops: a while loop with matmuls and no static trip count")
+        else:
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, tuple | list) else (value,):
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        total += matmul_flops(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        total += matmul_flops(sub)
+    return total
+
+
 def step_flops(trainer, local_batch: dict) -> float:
-    """FLOPs of one compiled train step of `trainer` on `local_batch` (XLA cost analysis)."""
+    """Matmul FLOPs of one train step of `trainer` on `local_batch` (`matmul_flops` of the
+    step's jaxpr: the work to hold against the matmul peak)."""
     from attnzoo.train_loops import partitioning
 
     with trainer._context():
-        compiled = trainer._train_step.lower(
+        traced = trainer._train_step.trace(
             trainer.sharded_abstract_state(), partitioning.global_batch(local_batch, trainer.mesh)
-        ).compile()
-    return float(compiled.cost_analysis()["flops"])
+        )
+    return matmul_flops(traced.jaxpr.jaxpr)
+
+
+def step_efficiency(trainer, state, batch: dict, rounds: int = 5, steps: int = 10):
+    """`(state, fractions)`: per round, the matmul peak (`matmul_peak_flops` at 2048) and then
+    `steps` train steps on `batch` timed back to back, their matmul FLOP/s (`step_flops`) as a
+    fraction of that round's peak. Rounds a few seconds long keep the machine's drifts (shared
+    cores) out of the ratio; report the median."""
+    flops = step_flops(trainer, batch)
+    fractions = []
+    for _ in range(rounds):
+        peak = matmul_peak_flops(sizes=(2048,), repeats=3)
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, metrics = trainer.train_step(state, batch)
+        jax.block_until_ready(metrics["loss"])
+        fractions.append(flops * steps / (time.perf_counter() - start) / peak)
+    return state, fractions
 
 
 def report(title: str, rows: list[tuple[str, object]], out: str | None, extra: dict) -> None:

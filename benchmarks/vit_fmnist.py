@@ -4,7 +4,7 @@
 
 Trains `vit_tiny_fmnist` (the full recipe, or `--config.*` overrides) with the real engine,
 evaluates the test set, and prints: test accuracy, training wall time, images/s, the train
-step's achieved FLOP/s (XLA's cost analysis of the compiled step / measured step time) and
+step's achieved FLOP/s (its matmul FLOPs, `common.matmul_flops` / measured step time) and
 that as a fraction of this machine's f32 matmul peak, measured in the same run.
 Target: >= 88% test accuracy within 15 minutes, >= 40% of the matmul peak.
 """
