@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from attnzoo.layers.attention import attend
-from attnzoo.layers.chunked_attention import attend_chunked
-from attnzoo.layers.masks import Causal
+from attnzoo.layers.chunked_attention import attend_chunked, query_buckets
+from attnzoo.layers.masks import Causal, LocalWindow1D
 from tests.test_attend import _max_intermediate, _xla_cases, qkv
 
 
@@ -96,3 +96,61 @@ def test_long_rows_are_cut_by_queries():
     mask = Causal().pointwise()
     grad = jax.grad(lambda q: attend_chunked(q, q, q, 1.0, mask, chunk_bytes=65536).sum())
     assert _max_intermediate(jax.make_jaxpr(grad)(q)) <= 65536 // 4
+
+
+def _buckets(name):  # buckets of >= 5 queries: the test sequences are short
+    t, s, mask, _ = _xla_cases()[name]
+    return query_buckets(mask, t, s, min_queries=5)
+
+
+# Masks with static block lists and keys to skip (not traced offsets, segments, dense arrays).
+_BUCKETED = [name for name in _MASKED if _buckets(name) is not None]
+
+
+def test_bucketed_cases_cover_the_positional_masks():
+    assert {"local", "local_t_ne_s", "causal", "causal_local", "local2d"} <= set(_BUCKETED)
+
+
+@pytest.mark.parametrize("cut", ["whole", "queries"])
+@pytest.mark.parametrize("name", _BUCKETED)
+def test_query_buckets_equal_reference(name, cut):
+    """Each query bucket over its key range only: the same values and gradients as the
+    reference, also where a bucket's keys are cut by queries."""
+    t, s, mask, hkv = _xla_cases()[name]
+    buckets = _buckets(name)
+    assert sum((qb - qa) * (kb - ka) for qa, qb, ka, kb in buckets) <= 7 / 8 * t * s
+    q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
+    cot = _normal((2, t, 4, 8), 3)
+    chunk_bytes = {"whole": 2**30, "queries": 3 * (4 // hkv) * s * 4}[cut]
+
+    def loss(fn):
+        return jax.jit(jax.value_and_grad(lambda *x: (fn(*x) * cot).sum(), argnums=(0, 1, 2)))
+
+    pointwise = mask.pointwise()
+    chunked = loss(
+        lambda q, k, v: attend_chunked(
+            q, k, v, 0.3, pointwise, buckets=buckets, chunk_bytes=chunk_bytes
+        )
+    )
+    reference = loss(lambda q, k, v: attend(q, k, v, mask=mask, scale=0.3, impl="reference"))
+    (got, got_grads), (want, want_grads) = chunked(q, k, v), reference(q, k, v)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g_, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g_, w, rtol=1e-5, atol=1e-5)
+
+
+def test_causal_buckets_skip_the_upper_triangle():
+    """Causal at 1024 tokens: 8 buckets of 128 queries, bucket i over keys [0, 128 (i + 1)):
+    (1 + 1/8) / 2 of the scores. A query range with no allowed key gets an empty key range
+    (its output is 0); short sequences and full-width masks are not bucketed."""
+    assert query_buckets(Causal(), 1024, 1024) == tuple(
+        (128 * i, 128 * (i + 1), 0, 128 * (i + 1)) for i in range(8)
+    )
+    assert query_buckets(Causal(-600), 1024, 1024)[0] == (0, 512, 0, 0)
+    assert query_buckets(Causal(), 256, 256) is None  # 2 buckets: slower than none here
+    assert query_buckets(LocalWindow1D(2000, 2000), 1024, 1024) is None
+    q = _normal((1, 1024, 2, 8), 0)
+    out = attend(q, q, q, mask=Causal(-600), impl="xla")
+    np.testing.assert_array_equal(out[:, :600], 0.0)
+    causal = jax.make_jaxpr(lambda q: attend(q, q, q, mask=Causal(), impl="xla"))(q)
+    assert _max_intermediate(causal) <= 2 * 128 * 1024  # one bucket's [2 rows, 128, 1024]
