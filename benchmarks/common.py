@@ -93,12 +93,11 @@ def step_flops(trainer, local_batch: dict) -> float:
     return matmul_flops(traced.jaxpr.jaxpr)
 
 
-def step_efficiency(trainer, state, batch: dict, rounds: int = 5, steps: int = 10):
+def step_efficiency(trainer, state, batch: dict, flops: float, rounds: int = 5, steps: int = 10):
     """`(state, fractions)`: per round, the matmul peak (`matmul_peak_flops` at 2048) and then
-    `steps` train steps on `batch` timed back to back, their matmul FLOP/s (`step_flops`) as a
-    fraction of that round's peak. Rounds a few seconds long keep the machine's drifts (shared
-    cores) out of the ratio; report the median."""
-    flops = step_flops(trainer, batch)
+    `steps` train steps on `batch` timed back to back, their FLOP/s (`flops` per step, from
+    `step_flops`) as a fraction of that round's peak. Rounds a few seconds long keep the
+    machine's drifts (shared cores) out of the ratio; report the median."""
     fractions = []
     for _ in range(rounds):
         peak = matmul_peak_flops(sizes=(2048,), repeats=3)

@@ -110,7 +110,7 @@ def train_variant(name: str, steps: int, stop_after: int, minutes: float, overri
             model, prompt, max_new_tokens=160, rng=jax.random.key(0), temperature=0.8, top_p=0.95
         )
         tokens_per_step = config.train.batch_size * config.data.context_len
-        _, fractions = step_efficiency(trainer, state, batch)  # after sampling: more steps
+        _, fractions = step_efficiency(trainer, state, batch, flops)  # after sampling: more steps
     return {
         "params": count_params(trainer),
         "steps": done,

@@ -14,9 +14,9 @@ the project's install.
 The machine is shared and noisy, so the two frameworks alternate in one run (attnzoo,
 timm, attnzoo, timm, ...; the idle one waits) and the table shows medians over the rounds.
 Also printed: each framework's f32 matmul FLOP/s measured in the same run (JAX's once per
-round, median), the step's matmul FLOPs (`common.matmul_flops`), its efficiency (achieved FLOP/s /
-JAX matmul FLOP/s), and the host time the input pipeline takes per batch as a share of
-the step.
+round, median), the step's matmul FLOPs (`common.matmul_flops`), its efficiency (achieved
+FLOP/s / JAX matmul FLOP/s), and the host time the input pipeline takes per batch as a
+share of the step.
 Targets: attnzoo >= 1.2x timm's images/s at both patch sizes, >= 60% of the matmul FLOP/s.
 """
 

@@ -71,17 +71,24 @@ def test_masked_chunks_equal_reference(name, cut):
     """Masks evaluated inside each chunk from their pointwise form (operands per batch, per
     head, traced offsets): all rows at once, 3 rows per chunk, or a row's queries cut in 7s
     (40 = 5 x 7 + 5: the last query chunk padded)."""
+    t, s, _, hkv = _xla_cases()[name]
+    g = 4 // hkv
+    chunk_bytes = {"whole": 2**30, "rows": 3 * g * t * s * 4, "queries": 7 * g * s * 4}[cut]
+    _assert_case_matches_reference(name, chunk_bytes=chunk_bytes)
+
+
+def _assert_case_matches_reference(name, **options):
+    """`attend_chunked(..., **options)` on xla case `name` against the materialised reference:
+    values and the gradients of q, k, v."""
     t, s, mask, hkv = _xla_cases()[name]
     q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
     cot = _normal((2, t, 4, 8), 3)
-    g = 4 // hkv
-    chunk_bytes = {"whole": 2**30, "rows": 3 * g * t * s * 4, "queries": 7 * g * s * 4}[cut]
     pointwise = mask.pointwise()
 
     def loss(fn):
         return jax.jit(jax.value_and_grad(lambda *x: (fn(*x) * cot).sum(), argnums=(0, 1, 2)))
 
-    chunked = loss(lambda q, k, v: attend_chunked(q, k, v, 0.3, pointwise, chunk_bytes=chunk_bytes))
+    chunked = loss(lambda q, k, v: attend_chunked(q, k, v, 0.3, pointwise, **options))
     reference = loss(lambda q, k, v: attend(q, k, v, mask=mask, scale=0.3, impl="reference"))
     (got, got_grads), (want, want_grads) = chunked(q, k, v), reference(q, k, v)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -116,27 +123,11 @@ def test_bucketed_cases_cover_the_positional_masks():
 def test_query_buckets_equal_reference(name, cut):
     """Each query bucket over its key range only: the same values and gradients as the
     reference, also where a bucket's keys are cut by queries."""
-    t, s, mask, hkv = _xla_cases()[name]
+    t, s, _, hkv = _xla_cases()[name]
     buckets = _buckets(name)
     assert sum((qb - qa) * (kb - ka) for qa, qb, ka, kb in buckets) <= 7 / 8 * t * s
-    q, k, v = qkv(t=t, s=s, hkv=hkv, seed=hkv)
-    cot = _normal((2, t, 4, 8), 3)
     chunk_bytes = {"whole": 2**30, "queries": 3 * (4 // hkv) * s * 4}[cut]
-
-    def loss(fn):
-        return jax.jit(jax.value_and_grad(lambda *x: (fn(*x) * cot).sum(), argnums=(0, 1, 2)))
-
-    pointwise = mask.pointwise()
-    chunked = loss(
-        lambda q, k, v: attend_chunked(
-            q, k, v, 0.3, pointwise, buckets=buckets, chunk_bytes=chunk_bytes
-        )
-    )
-    reference = loss(lambda q, k, v: attend(q, k, v, mask=mask, scale=0.3, impl="reference"))
-    (got, got_grads), (want, want_grads) = chunked(q, k, v), reference(q, k, v)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    for g_, w in zip(got_grads, want_grads, strict=True):
-        np.testing.assert_allclose(g_, w, rtol=1e-5, atol=1e-5)
+    _assert_case_matches_reference(name, buckets=buckets, chunk_bytes=chunk_bytes)
 
 
 def test_causal_buckets_skip_the_upper_triangle():
