@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from attnzoo.layers import chunked_attention
 from attnzoo.layers.attention import attend
 from attnzoo.layers.chunked_attention import attend_chunked, query_buckets
 from attnzoo.layers.masks import Causal, LocalWindow1D
@@ -128,6 +129,23 @@ def test_query_buckets_equal_reference(name, cut):
     assert sum((qb - qa) * (kb - ka) for qa, qb, ka, kb in buckets) <= 7 / 8 * t * s
     chunk_bytes = {"whole": 2**30, "queries": 3 * (4 // hkv) * s * 4}[cut]
     _assert_case_matches_reference(name, buckets=buckets, chunk_bytes=chunk_bytes)
+
+
+@pytest.mark.parametrize("name", _BUCKETED)
+def test_keys_every_query_sees_skip_the_mask(name, monkeypatch):
+    """A bucket's first keys allowed for all its queries (causal: those before the bucket)
+    are computed without the mask: the same values and gradients as the reference."""
+    monkeypatch.setattr(chunked_attention, "MIN_FREE_KEYS", 1)
+    t, s, _, hkv = _xla_cases()[name]
+    _assert_case_matches_reference(name, buckets=_buckets(name), chunk_bytes=3 * (4 // hkv) * s * 4)
+
+
+def test_free_keys_of_causal_and_window_spans():
+    causal, window = Causal().pointwise(), LocalWindow1D(64, 0).pointwise()
+    assert chunked_attention._free_keys(causal, (384, 512, 0, 512)) == 384
+    assert chunked_attention._free_keys(causal, (0, 128, 0, 128)) == 0  # key 0 only: too few
+    assert chunked_attention._free_keys(window, (512, 640, 448, 640)) == 0
+    assert chunked_attention._free_keys(LocalWindow1D(9, 9).pointwise(), (0, 8, 0, 8)) == 8
 
 
 def test_causal_buckets_skip_the_upper_triangle():
