@@ -23,6 +23,7 @@ def base_config() -> ml_collections.ConfigDict:
             "b2": 0.999,
             "eps": 1e-8,
             "clip_norm": 1.0,
+            "adam_learning_rate": 0.0,  # muon: peak lr of its AdamW params (0: learning_rate)
         }
     )
     c.schedule = ml_collections.ConfigDict(
