@@ -1,7 +1,7 @@
 """Diffusion benchmarks: Scale-DiT vs dense attention cost, and DiT-tiny sample quality.
 
     python benchmarks/diffusion.py --part attention --out diffusion_attention.json
-    python benchmarks/diffusion.py --part quality --dit-steps 3600 --classifier-steps 620 \
+    python benchmarks/diffusion.py --part quality --dit-steps 2400 --classifier-steps 620 \
         --num-samples 1000 --out diffusion_quality.json
 
 attention: one attention layer (4 heads of 32, batch 1) over a high-res token grid of
@@ -125,6 +125,8 @@ def part_quality(args) -> list:
         args.classifier_run,
     )
     dit_trainer.config.diffusion.sample_steps = args.sample_steps
+    if args.guidance is not None:
+        dit_trainer.config.diffusion.guidance = args.guidance
     labels = np.arange(args.num_samples) % info["num_classes"]
     start = time.perf_counter()
     samples = np.concatenate(
@@ -190,6 +192,7 @@ def main() -> None:
     parser.add_argument("--classifier-steps", type=int, default=200)
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--sample-steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=None, help="default: the config's")
     parser.add_argument("--workdir", default="runs/benchmark_diffusion")
     parser.add_argument("--dit-run", default=None, help="evaluate this finished run instead")
     parser.add_argument("--classifier-run", default=None, help="use this finished run instead")

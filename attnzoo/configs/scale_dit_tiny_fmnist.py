@@ -8,7 +8,8 @@ windows of radius 4 tokens in 4x4-token window-first order, LoRA rank 16. Each t
 batch trains half as a plain DiT (the low-res stage) and half anchored on the image
 average-pooled to 16x16 at its own random timestep. Sampling above 32x32 runs the two-stage
 sampler (32x32, upsample, re-noise to 30% of the steps, denoise anchored on the 32x32
-sample). Same optimiser as `dit_tiny_fmnist`; not yet trained to a measured quality.
+sample). AdamW 1e-3 (`dit_tiny_fmnist`'s earlier optimiser; its Muon is untried on the LoRA
+bridge); not yet trained to a measured quality.
 
 Needs the Fashion-MNIST files in `$ATTNZOO_DATA_DIR/images/fashion_mnist/`.
 """
