@@ -26,7 +26,7 @@ from flax import nnx
 from attnzoo.layers.attention import attend
 from attnzoo.layers.masks import Causal, LocalWindow1D, Mask
 from attnzoo.layers.multi_head_attention import check_cache_room
-from attnzoo.layers.projections import project_together
+from attnzoo.layers.projections import project, project_together
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["CausalAttention", "MaxLogit", "capturing", "gqa_owners", "max_logits"]
@@ -203,7 +203,7 @@ class CausalAttention(nnx.Module):
         out = self.attend_cached(q, k, v, x=x, offset=offset, rng=rng, decode=decode)
         if decode:
             self.cache_index[...] = offset + t
-        return self.out(out)  # [b, t, e]
+        return project(out, self.out)  # [b, t, e]
 
     def attend_cached(self, q, k, v, *, x, offset, rng, decode) -> jax.Array:
         """Attention of the new queries ``[b, t, hq, d]`` (at ``offset``) over all keys so far

@@ -18,6 +18,7 @@ from flax import nnx
 from jax import lax
 
 from attnzoo.layers.dropout import Dropout, apply_keep_mask, keep_mask
+from attnzoo.layers.linear import weight_grad
 
 
 def mlp_in_row_chunks(
@@ -75,12 +76,6 @@ def _hidden(rate, rows, xc, w1, b1, seed, start):
     return pre, keep
 
 
-def _rows(z: jax.Array) -> jax.Array:
-    """`[B, c, f]` → `[B·c, f]`: weight gradients as one plain GEMM (an einsum over both
-    axes made XLA's CPU code transpose the whole hidden chunk first, 2x slower)."""
-    return z.reshape(-1, z.shape[-1])
-
-
 def _drop(h, keep, rate):
     return h if keep is None else apply_keep_mask(h, keep, rate)
 
@@ -118,9 +113,9 @@ def _backward(activation, rate, chunk, residuals, dy):
         dyc = lax.dynamic_slice_in_dim(dy_padded, start, chunk, axis=1)
         pre, keep = _hidden(rate, rows, xc, w1, b1, seed, start)
         h, activation_vjp = jax.vjp(activation, pre)
-        dw2 = dw2 + _rows(_drop(h, keep, rate)).T @ _rows(dyc)
+        dw2 = dw2 + weight_grad(_drop(h, keep, rate), dyc)
         (dpre,) = activation_vjp(_drop(dyc @ w2.T, keep, rate))
-        dw1 = dw1 + _rows(xc).T @ _rows(dpre)
+        dw1 = dw1 + weight_grad(xc, dpre)
         db1 = db1 + dpre.sum((0, 1))
         dx = lax.dynamic_update_slice_in_dim(dx, dpre @ w1.T, start, axis=1)
         return dx, dw1, db1, dw2

@@ -6,6 +6,7 @@ from flax import nnx
 
 from attnzoo.layers.activations import gelu_exact, gelu_tanh
 from attnzoo.layers.dropout import Dropout
+from attnzoo.layers.linear import Linear
 
 _ACTIVATIONS = {
     "gelu": gelu_tanh,
@@ -25,9 +26,10 @@ def dense(
     bias_init=nnx.initializers.zeros_init(),
     dtype=jnp.float32,
     rngs: nnx.Rngs,
-) -> nnx.Linear:
-    """`nnx.Linear` whose kernel is partitioned by `axes` and bias by `axes[1]`."""
-    return nnx.Linear(
+) -> Linear:
+    """A :class:`~attnzoo.layers.linear.Linear` (an `nnx.Linear`) whose kernel is partitioned
+    by `axes` and bias by `axes[1]`."""
+    return Linear(
         in_features,
         out_features,
         use_bias=use_bias,
@@ -82,7 +84,7 @@ def torch_dense(
     *,
     use_bias: bool = True,
     rngs: nnx.Rngs,
-) -> nnx.Linear:
+) -> Linear:
     """`dense` initialised like PyTorch's `nn.Linear`: kernel and bias uniform in
     ±1/sqrt(in_features) (for faithful ports of PyTorch models)."""
     bound = in_features**-0.5

@@ -16,7 +16,7 @@ from flax import nnx
 
 from attnzoo.layers.attention import attend, attention_weights
 from attnzoo.layers.masks import Causal, Mask
-from attnzoo.layers.projections import project_together
+from attnzoo.layers.projections import project, project_together
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["MultiHeadAttention", "check_cache_room"]
@@ -234,4 +234,4 @@ class MultiHeadAttention(nnx.Module):
             weights = attention_weights(q, k, mask=mask)  # [b, h, t, s]
             self.sow(nnx.Intermediate, "attention_weights", weights)
         out = attend(q, k, v, mask=mask, impl=self.impl)  # [b, t, h, d]
-        return self.out(out)  # [b, t, out_features]
+        return project(out, self.out, self.dtype)  # [b, t, out_features]

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attnzoo.layers.linear import Linear
+
 
 class PatchEmbed(nnx.Module):
     """Non-overlapping `p x p` patches linearly projected: `[b, H, W, C] -> [b, H/p, W/p, embed]`.
@@ -24,7 +26,7 @@ class PatchEmbed(nnx.Module):
     ):
         self.patch_size = patch_size
         fan_in = patch_size * patch_size * in_channels
-        self.proj = nnx.Linear(
+        self.proj = Linear(
             fan_in,
             features,
             dtype=dtype,

@@ -1,4 +1,7 @@
-"""Several linear projections of one input as a single GEMM.
+"""Linear projections as single GEMMs whose weight gradient suits XLA's CPU code.
+
+:func:`project` applies an ``nnx.LinearGeneral`` (say an attention's output projection
+``[h, d] -> e``) as one :func:`~attnzoo.layers.linear.matmul` over its flattened input axes.
 
 On CPU one wide GEMM runs markedly faster than several narrow ones over the same input
 (the language model's ``[8192, 128] x [128, 128]`` at about 0.6x the rate of
@@ -13,7 +16,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["project_together"]
+from attnzoo.layers.linear import matmul
+
+__all__ = ["project", "project_together"]
+
+
+def project(x: jax.Array, layer, dtype=None) -> jax.Array:
+    """``layer(x)`` for an ``nnx.LinearGeneral`` over the last axes of ``x`` (kernel
+    ``[*in, *out]``, optional bias ``[*out]``; an ``nnx.Linear`` too): ``x [..., *in] ->
+    [..., *out]`` in ``dtype`` (default: the promoted input and kernel dtype)."""
+    ins = layer.in_features if isinstance(layer.in_features, tuple) else (layer.in_features,)
+    kernel = layer.kernel[...]
+    outs = kernel.shape[len(ins) :]
+    if dtype is None:
+        dtype = jnp.result_type(x, kernel)
+    lead = x.shape[: x.ndim - len(ins)]
+    flat = kernel.reshape(int(np.prod(ins)), -1).astype(dtype)
+    y = matmul(x.reshape(*lead, -1).astype(dtype), flat).reshape(*lead, *outs)
+    return y if layer.bias is None else y + layer.bias[...].astype(dtype)
 
 
 def project_together(x: jax.Array, layers, dtype=None) -> list[jax.Array]:
@@ -26,7 +46,7 @@ def project_together(x: jax.Array, layers, dtype=None) -> list[jax.Array]:
     if dtype is None:
         dtype = jnp.result_type(x, *kernels)
     flat = jnp.concatenate([k.reshape(e, -1) for k in kernels], axis=1).astype(dtype)
-    y = jnp.dot(x.astype(dtype), flat)  # [..., sum of the outputs]
+    y = matmul(x.astype(dtype), flat)  # [..., sum of the outputs]
     biases = [m.bias for m in layers]
     if all(b is not None for b in biases):
         y = y + jnp.concatenate([b[...].reshape(-1) for b in biases]).astype(dtype)

@@ -31,6 +31,7 @@ from flax import nnx
 
 from attnzoo.layers.attention import attend
 from attnzoo.layers.dropout import Dropout
+from attnzoo.layers.linear import Linear
 from attnzoo.layers.masks import Causal, Dense
 from attnzoo.zoo.registry import register
 from attnzoo.zoo.traffic.batch_norm import ScheduledBatchNorm
@@ -57,7 +58,7 @@ class FC(nnx.Module):
     ):
         dims = (in_dim, *units)
         self.linears = nnx.List(
-            nnx.Linear(
+            Linear(
                 a,
                 b,
                 use_bias=use_bias,
