@@ -16,6 +16,7 @@ within 20 minutes on this machine.
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -73,7 +74,18 @@ def train(label: str, name: str, overrides: dict, root: str, extra: list[str]) -
     )
     out["best step"] = results.get("best_step")
     out["seconds in all"] = time.time() - start
+    if out["best step"] is not None:
+        best = _seconds_to(workdir, out["best step"], config.select.split)
+        out["seconds to best"] = best - start
     return out
+
+
+def _seconds_to(workdir: str, step: int, split: str) -> float:
+    """Wall-clock time at which the run logged `split`'s evaluation of `step` (the best
+    checkpoint is written right after it)."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return next(r["time"] for r in rows if r["step"] == step and r["split"] == split)
 
 
 def preservation() -> list[tuple[str, object]]:
@@ -134,8 +146,10 @@ def main() -> None:
         if "best step" in values:
             figures.append(
                 (
-                    f"{label}: best step / s in all",
-                    "{} / {:.0f}".format(values["best step"], values["seconds in all"]),
+                    f"{label}: best step / s to it / s in all",
+                    "{} / {:.0f} / {:.0f}".format(
+                        values["best step"], values["seconds to best"], values["seconds in all"]
+                    ),
                 )
             )
     gman = [v for k, v in results.items() if k.startswith("gman")]
