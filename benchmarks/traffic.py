@@ -143,7 +143,7 @@ def main() -> None:
                 ),
             )
         )
-        if "best step" in values:
+        if values.get("best step") is not None:
             figures.append(
                 (
                     f"{label}: best step / s to it / s in all",

@@ -3,8 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attnzoo.layers.linear import Linear, matmul
-from attnzoo.layers.projections import project
+from attnzoo.layers.linear import Linear, matmul, project
 
 
 def test_matmul_forward_is_jnp_dot_and_gradients_match_float64():

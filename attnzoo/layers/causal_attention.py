@@ -24,9 +24,10 @@ import numpy as np
 from flax import nnx
 
 from attnzoo.layers.attention import attend
+from attnzoo.layers.linear import project
 from attnzoo.layers.masks import Causal, LocalWindow1D, Mask
 from attnzoo.layers.multi_head_attention import check_cache_room
-from attnzoo.layers.projections import project, project_together
+from attnzoo.layers.projections import project_together
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["CausalAttention", "MaxLogit", "capturing", "gqa_owners", "max_logits"]

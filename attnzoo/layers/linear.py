@@ -1,4 +1,4 @@
-"""``nnx.Linear`` with a weight gradient laid out for XLA's CPU GEMMs.
+"""``nnx.Linear`` / ``nnx.LinearGeneral`` with a weight gradient laid out for XLA's CPU GEMMs.
 
 Autodiff computes the kernel gradient of ``y = x @ w`` as ``x^T dy``. XLA's CPU backend
 (YNNPACK) then makes a transposed copy of ``dy`` and fuses that copy into the loop that
@@ -7,15 +7,18 @@ activation, several times slower than the GEMMs around it (GMAN's batch-normed F
 for a 10 MB gradient; benchmarks/README.md). :func:`matmul` computes the same product as
 ``(dy^T x)^T``, for which XLA transposes ``x`` (a stored activation: a plain, tiled copy)
 instead. Values are the same up to float rounding (another summation order).
+:func:`project` applies a layer's params through it: ``Linear`` and the attention output
+projections (``nnx.LinearGeneral`` over the head axes, as one GEMM).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-__all__ = ["Linear", "matmul", "weight_grad"]
+__all__ = ["Linear", "matmul", "project", "weight_grad"]
 
 
 @jax.custom_vjp
@@ -45,11 +48,23 @@ def _matmul_bwd(residuals, dy):
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+def project(x: jax.Array, layer, dtype=None) -> jax.Array:
+    """``layer(x)`` for an ``nnx.LinearGeneral`` over the last axes of ``x`` (kernel
+    ``[*in, *out]``, optional bias ``[*out]``; an ``nnx.Linear`` too): ``x [..., *in] ->
+    [..., *out]`` in ``dtype`` (default: the promoted input and kernel dtype)."""
+    ins = layer.in_features if isinstance(layer.in_features, tuple) else (layer.in_features,)
+    kernel = layer.kernel[...]
+    outs = kernel.shape[len(ins) :]
+    if dtype is None:
+        dtype = jnp.result_type(x, kernel)
+    lead = x.shape[: x.ndim - len(ins)]
+    flat = kernel.reshape(int(np.prod(ins)), -1).astype(dtype)
+    y = matmul(x.reshape(*lead, -1).astype(dtype), flat).reshape(*lead, *outs)
+    return y if layer.bias is None else y + layer.bias[...].astype(dtype)
+
+
 class Linear(nnx.Linear):
     """``nnx.Linear`` (same params and forward) whose product is :func:`matmul`."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        bias = None if self.bias is None else self.bias[...]
-        x, kernel, bias = self.promote_dtype((x, self.kernel[...], bias), dtype=self.dtype)
-        y = matmul(x, kernel)
-        return y if bias is None else y + bias
+        return project(x, self, self.dtype)

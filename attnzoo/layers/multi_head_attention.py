@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attnzoo.layers.attention import attend, attention_weights
+from attnzoo.layers.linear import project
 from attnzoo.layers.masks import Causal, Mask
-from attnzoo.layers.projections import project, project_together
+from attnzoo.layers.projections import project_together
 from attnzoo.layers.rope import apply_rope
 
 __all__ = ["MultiHeadAttention", "check_cache_room"]

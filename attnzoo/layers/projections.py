@@ -1,7 +1,4 @@
-"""Linear projections as single GEMMs whose weight gradient suits XLA's CPU code.
-
-:func:`project` applies an ``nnx.LinearGeneral`` (say an attention's output projection
-``[h, d] -> e``) as one :func:`~attnzoo.layers.linear.matmul` over its flattened input axes.
+"""Several linear projections of one input as a single GEMM.
 
 On CPU one wide GEMM runs markedly faster than several narrow ones over the same input
 (the language model's ``[8192, 128] x [128, 128]`` at about 0.6x the rate of
@@ -18,22 +15,7 @@ import numpy as np
 
 from attnzoo.layers.linear import matmul
 
-__all__ = ["project", "project_together"]
-
-
-def project(x: jax.Array, layer, dtype=None) -> jax.Array:
-    """``layer(x)`` for an ``nnx.LinearGeneral`` over the last axes of ``x`` (kernel
-    ``[*in, *out]``, optional bias ``[*out]``; an ``nnx.Linear`` too): ``x [..., *in] ->
-    [..., *out]`` in ``dtype`` (default: the promoted input and kernel dtype)."""
-    ins = layer.in_features if isinstance(layer.in_features, tuple) else (layer.in_features,)
-    kernel = layer.kernel[...]
-    outs = kernel.shape[len(ins) :]
-    if dtype is None:
-        dtype = jnp.result_type(x, kernel)
-    lead = x.shape[: x.ndim - len(ins)]
-    flat = kernel.reshape(int(np.prod(ins)), -1).astype(dtype)
-    y = matmul(x.reshape(*lead, -1).astype(dtype), flat).reshape(*lead, *outs)
-    return y if layer.bias is None else y + layer.bias[...].astype(dtype)
+__all__ = ["project_together"]
 
 
 def project_together(x: jax.Array, layers, dtype=None) -> list[jax.Array]:
