@@ -13,19 +13,19 @@ MSE; ETTh1-96 in <= 15 min, at half the official code's seconds per epoch.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, matmul_peak_flops, report  # noqa: E402
+from common import logged_time, machine, matmul_peak_flops, report  # noqa: E402
 
 from attnzoo import data  # noqa: E402
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
 from attnzoo.eval.forecasting import baseline_metrics  # noqa: E402
 from attnzoo.huge_pages import reexec_with_huge_pages  # noqa: E402
+from attnzoo.train_loops.metrics_writer import read_metrics  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
 
 # Pathformer paper, input 96 (MSE, MAE); see ../shared/reference/MODELS.md.
@@ -62,10 +62,9 @@ def run(name: str, root: str, overrides: dict) -> list[tuple[str, object]]:
     start = time.time()
     results = Trainer(config, workdir).train()
     total = time.time() - start
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     epochs = sorted(epoch_seconds(rows))
-    best_time = max(r["time"] for r in rows if r["step"] == results["best_step"]) - start
+    best_time = logged_time(workdir, results["best_step"], config.select.split) - start
     key = (config.data.name, config.data.horizon)
     test = data.make_window_dataset(
         config.data.name, "test", horizon=config.data.horizon, batch_size=512,

@@ -16,7 +16,6 @@ within 20 minutes on this machine.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, report  # noqa: E402
+from common import logged_time, machine, report  # noqa: E402
 
 from attnzoo import graph  # noqa: E402
 from attnzoo.configs import apply_overrides, load_config  # noqa: E402
@@ -75,17 +74,9 @@ def train(label: str, name: str, overrides: dict, root: str, extra: list[str]) -
     out["best step"] = results.get("best_step")
     out["seconds in all"] = time.time() - start
     if out["best step"] is not None:
-        best = _seconds_to(workdir, out["best step"], config.select.split)
+        best = logged_time(workdir, out["best step"], config.select.split)
         out["seconds to best"] = best - start
     return out
-
-
-def _seconds_to(workdir: str, step: int, split: str) -> float:
-    """Wall-clock time at which the run logged `split`'s evaluation of `step` (the best
-    checkpoint is written right after it)."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    return next(r["time"] for r in rows if r["step"] == step and r["split"] == split)
 
 
 def preservation() -> list[tuple[str, object]]:

@@ -9,7 +9,8 @@ from attnzoo.train_loops.selection import Selection
 
 
 class ScriptedTrainer:
-    """Evaluations return scripted val MAEs (test MAE = 10 × val); saves are recorded."""
+    """Evaluations return scripted val MAEs (test MAE = 10 × val); evaluations and saves are
+    recorded in order."""
 
     def __init__(self, val_maes, patience):
         self.config = ml_collections.ConfigDict(
@@ -19,17 +20,19 @@ class ScriptedTrainer:
             }
         )
         self.val = iter(val_maes)
-        self.saved = []
+        self.saved, self.evaluated = [], []
         self._last = None
 
     def evaluate(self, state, split):
-        if split == "test":
+        self.evaluated.append(split)
+        if split == self.config.select.split or not self.config.select.split:
             self._last = next(self.val)
-            return {"mae": 10 * self._last}
-        return {"mae": self._last}
+            return {"mae": self._last * (10 if split == "test" else 1)}
+        return {"mae": 10 * self._last}
 
     def save(self, checkpointer, step, state, data_state):
         self.saved.append(step)
+        self.evaluated.append("save")
 
 
 class Writer:
@@ -57,7 +60,17 @@ def test_keeps_the_best_and_stops_after_patience(tmp_path):
     assert trainer.saved == [10, 20]  # improvements only
     assert selection.stopped and selection.history[-1]["step"] == 50  # 3 evals without gain
     assert selection.final({}) == {"mae": 4.0, "best_step": 20, "val_mae": 0.4}
-    assert {split for _, split, _ in writer.rows} == {"eval", "val"}
+    # val at every evaluation; test after each improvement only, once its checkpoint is saved
+    assert [(step, split) for step, split, _ in writer.rows] == [
+        (10, "val"),
+        (10, "eval"),
+        (20, "val"),
+        (20, "eval"),
+        (30, "val"),
+        (40, "val"),
+        (50, "val"),
+    ]
+    assert trainer.evaluated == ["val", "save", "test"] * 2 + ["val"] * 3
 
 
 def test_resume_cuts_the_history_back_to_the_restored_step(tmp_path):

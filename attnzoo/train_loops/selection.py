@@ -5,11 +5,15 @@ best checkpoint, never stop early):
   split: the validation split that selects (e.g. "val"); metric: one of the family's eval
   metrics (e.g. "mae"); mode: "min" or "max"; patience: evaluations without improvement
   after which training stops (0: never).
-Every evaluation runs on `select.split` (logged under its name) and `data.eval_split`
-(logged as "eval"; once when they are the same split). An improvement saves the state to
-`WORKDIR/best/checkpoints/<step>` (one kept). The history `WORKDIR/selection.json`
-(`[{step, value, eval}]`) is cut back to the restored step on resume, so a resumed run
-selects and stops as an uninterrupted one.
+Every evaluation runs on `select.split` (logged under its name); an improvement saves the
+state to `WORKDIR/best/checkpoints/<step>` (one kept) and then evaluates `data.eval_split`
+(logged as "eval"), which a run reports for its best checkpoint only: as the official
+GMAN and the papers' protocol, the test split is not evaluated at steps that cannot be
+reported, and the best checkpoint is on disk before its test evaluation starts. When the
+two splits are the same (language configs) one evaluation serves both, at every step.
+The history `WORKDIR/selection.json` (`[{step, value, eval}]`, `eval` null where not
+evaluated) is cut back to the restored step on resume, so a resumed run selects and stops
+as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -85,28 +89,35 @@ class Selection:
         return sum(row["step"] > best["step"] for row in self.history) >= self.patience
 
     def evaluate(self, state: dict, step: int, data_state: dict, writer) -> dict[str, float]:
-        """Evaluates every split at `step`, logs them, saves an improvement as the best;
-        returns the `data.eval_split` metrics."""
-        results = self.trainer.evaluate(state, self.eval_split)
-        writer.write(step, "eval", results)
-        if not self.split:
-            return results
-        if self.split == self.eval_split:  # one evaluation serves both (language configs)
-            chosen = results
+        """Evaluates and logs `step` (see the module docstring), saves an improvement as the
+        best; returns the `data.eval_split` metrics, or the selection split's at a step
+        without improvement."""
+        if not self.split or self.split == self.eval_split:
+            results = self.trainer.evaluate(state, self.eval_split)
+            writer.write(step, "eval", results)
+            if not self.split:
+                return results
         else:
-            chosen = self.trainer.evaluate(state, self.split)
-            writer.write(step, self.split, chosen)
-        if self.metric not in chosen:
+            results = self.trainer.evaluate(state, self.split)
+            writer.write(step, self.split, results)
+        if self.metric not in results:
             raise ValueError(
-                f"select.metric={self.metric!r} is not an eval metric; have {', '.join(chosen)}"
+                f"select.metric={self.metric!r} is not an eval metric; have {', '.join(results)}"
             )
         best = self.best
-        row = {"step": step, "value": chosen[self.metric], "eval": results}
-        self.history = [r for r in self.history if r["step"] < step] + [row]
-        if best is None or self._better(row["value"], best["value"]):
+        row = {"step": step, "value": results[self.metric], "eval": results}
+        self.history = [r for r in self.history if r["step"] < step]
+        improved = best is None or self._better(row["value"], best["value"])
+        if improved:
             if self._best is None:
                 self._best = Checkpointer(best_workdir(self.workdir), every=1, keep=1)
             self.trainer.save(self._best, step, state, data_state)
+            if self.split != self.eval_split:
+                row["eval"] = results = self.trainer.evaluate(state, self.eval_split)
+                writer.write(step, "eval", results)
+        else:
+            row["eval"] = None  # never reported: not evaluated on the eval split
+        self.history.append(row)
         if jax.process_index() == 0:  # atomically: a kill leaves the old or the new file
             with open(self.path + ".tmp", "w") as f:
                 json.dump(self.history, f, indent=1)
