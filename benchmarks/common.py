@@ -11,6 +11,8 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 
+from attnzoo.train_loops.metrics_writer import read_metrics
+
 
 def machine() -> dict:
     import flax
@@ -53,45 +55,84 @@ def _dot_flops(eqn) -> float:
     return 2.0 * math.prod(out.shape) * per_output
 
 
-def matmul_flops(jaxpr) -> float:
-    """FLOPs of the matrix products (`dot_general`, convolutions) a jaxpr executes: loop
-    bodies times their trip counts (`scan`'s length; a `while` must come from `fori_loop`
-    with static bounds, else it is refused), `cond` at its costliest branch, every nested
-    jaxpr (jit, remat, custom VJP) once per call. XLA's cost analysis counts a loop body
-    once, so a step with chunked attention or MLP loops read low there."""
-    total = 0.0
+def _matmul_eqns(jaxpr, times: float = 1.0):
+    """Yields `(eqn, times)` for every matrix product (`dot_general`, convolution) a jaxpr
+    executes: loop bodies times their trip counts (`scan`'s length; a `while` with matmuls is
+    refused, its trip count being unknown), `cond` at its costliest branch, every nested
+    jaxpr (jit, remat, custom VJP) once per call."""
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         if name in ("dot_general", "conv_general_dilated"):
-            total += _dot_flops(eqn)
+            yield eqn, times
         elif name == "scan":
-            total += eqn.params["length"] * matmul_flops(eqn.params["jaxpr"].jaxpr)
+            yield from _matmul_eqns(eqn.params["jaxpr"].jaxpr, times * eqn.params["length"])
         elif name == "cond":
-            total += max(matmul_flops(b.jaxpr) for b in eqn.params["branches"])
+            branches = [list(_matmul_eqns(b.jaxpr, times)) for b in eqn.params["branches"]]
+            yield from max(branches, key=lambda eqns: sum(_dot_flops(e) * n for e, n in eqns))
         elif name == "while":
-            body = matmul_flops(eqn.params["body_jaxpr"].jaxpr)
-            if body:
+            if next(_matmul_eqns(eqn.params["body_jaxpr"].jaxpr), None) is not None:
                 raise ValueError("matmul_flops: a while loop with matmuls and no static trip count")
         else:
             for value in eqn.params.values():
                 for sub in value if isinstance(value, tuple | list) else (value,):
                     if isinstance(sub, jax.extend.core.ClosedJaxpr):
-                        total += matmul_flops(sub.jaxpr)
+                        yield from _matmul_eqns(sub.jaxpr, times)
                     elif isinstance(sub, jax.extend.core.Jaxpr):
-                        total += matmul_flops(sub)
-    return total
+                        yield from _matmul_eqns(sub, times)
 
 
-def step_flops(trainer, local_batch: dict) -> float:
-    """Matmul FLOPs of one train step of `trainer` on `local_batch` (`matmul_flops` of the
-    step's jaxpr: the work to hold against the matmul peak)."""
+def matmul_flops(jaxpr) -> float:
+    """FLOPs of the matrix products a jaxpr executes (`_matmul_eqns`). XLA's cost analysis
+    counts a loop body once, so a step with chunked attention or MLP loops read low there."""
+    return sum(_dot_flops(eqn) * times for eqn, times in _matmul_eqns(jaxpr))
+
+
+def step_dots(jaxpr) -> list[tuple[tuple, tuple, dict, float]]:
+    """The distinct `dot_general`s a jaxpr executes, as `(lhs shape, rhs shape, params,
+    times per execution)`, costliest first (convolutions are left out)."""
+    counts, params = {}, {}
+    for eqn, times in _matmul_eqns(jaxpr):
+        if eqn.primitive.name != "dot_general":
+            continue
+        key = (eqn.invars[0].aval.shape, eqn.invars[1].aval.shape, str(eqn.params))
+        counts[key] = counts.get(key, 0.0) + times
+        params[key] = (dict(eqn.params), _dot_flops(eqn))
+    order = sorted(counts, key=lambda k: -counts[k] * params[k][1])
+    return [(k[0], k[1], params[k][0], counts[k]) for k in order]
+
+
+def einsum_equation(lhs: tuple, rhs: tuple, dimension_numbers) -> str:
+    """The `torch.einsum` equation of a `dot_general` (output: batch, lhs free, rhs free)."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    a = [next(letters) for _ in lhs]
+    b = [None] * len(rhs)
+    for i, j in zip(lc, rc, strict=True):
+        b[j] = a[i]
+    for i, j in zip(lb, rb, strict=True):
+        b[j] = a[i]
+    b = [x or next(letters) for x in b]
+    out = [a[i] for i in lb]
+    out += [a[i] for i in range(len(lhs)) if i not in lc and i not in lb]
+    out += [b[j] for j in range(len(rhs)) if j not in rc and j not in rb]
+    return f"{''.join(a)},{''.join(b)}->{''.join(out)}"
+
+
+def step_jaxpr(trainer, local_batch: dict):
+    """The jaxpr of one train step of `trainer` on `local_batch`."""
     from attnzoo.train_loops import partitioning
 
     with trainer._context():
         traced = trainer._train_step.trace(
             trainer.sharded_abstract_state(), partitioning.global_batch(local_batch, trainer.mesh)
         )
-    return matmul_flops(traced.jaxpr.jaxpr)
+    return traced.jaxpr.jaxpr
+
+
+def step_flops(trainer, local_batch: dict) -> float:
+    """Matmul FLOPs of one train step of `trainer` on `local_batch` (`matmul_flops` of the
+    step's jaxpr: the work to hold against the matmul peak)."""
+    return matmul_flops(step_jaxpr(trainer, local_batch))
 
 
 def step_efficiency(trainer, state, batch: dict, flops: float, rounds: int = 5, steps: int = 10):
@@ -112,6 +153,13 @@ def step_efficiency(trainer, state, batch: dict, flops: float, rounds: int = 5, 
         fastest.append(flops / min(seconds) / peak)
         median.append(flops / statistics.median(seconds) / peak)
     return state, fastest, median
+
+
+def logged_time(workdir: str, step: int, split: str) -> float:
+    """Wall-clock time at which a run logged `split`'s evaluation of `step` (for the best
+    step and the selection split: its checkpoint is saved right after)."""
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    return next(r["time"] for r in rows if r["step"] == step and r["split"] == split)
 
 
 def report(title: str, rows: list[tuple[str, object]], out: str | None, extra: dict) -> None:

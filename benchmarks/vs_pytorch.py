@@ -16,7 +16,10 @@ timm, attnzoo, timm, ...; the idle one waits) and the table shows medians over t
 Also printed: each framework's f32 matmul FLOP/s measured in the same run (JAX's once per
 round, median), the step's matmul FLOPs (`common.matmul_flops`), its efficiency (achieved
 FLOP/s / JAX matmul FLOP/s), and the host time the input pipeline takes per batch as a
-share of the step.
+share of the step; and the step's matrix products (every `dot_general` of its jaxpr, with
+its multiplicity) each timed alone, in JAX as the step calls it and in PyTorch as
+`torch.einsum`: their sum is a floor under attnzoo's step time, and batch / that sum a
+bound on its images/s whatever the rest of the step costs.
 Targets: attnzoo >= 1.2x timm's images/s at both patch sizes, >= 60% of the matmul FLOP/s.
 """
 
@@ -30,12 +33,15 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, matmul_peak_flops, report, step_flops  # noqa: E402
+import common  # noqa: E402
+from common import machine, matmul_peak_flops, report  # noqa: E402
 
 from attnzoo.configs import load_config  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
@@ -98,6 +104,32 @@ def case_config(patch: int, batch: int):
     return config
 
 
+def seconds_per_call(f, *args, repeats: int = 7) -> float:
+    """Median seconds of `f(*args)` to completion over `repeats` calls, after two."""
+    jax.block_until_ready((f(*args), f(*args)))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def dots_alone(dots, peer: "TimmWorker") -> tuple[float, float]:
+    """Seconds that the step's matrix products (`common.step_dots`) take per step when each
+    runs alone, `(in JAX as the step calls them, in PyTorch as torch.einsum)`."""
+    rng = np.random.default_rng(0)
+    ours = theirs = 0.0
+    for lhs, rhs, params, times in dots:
+        a = jnp.asarray(rng.standard_normal(lhs, np.float32))
+        b = jnp.asarray(rng.standard_normal(rhs, np.float32))
+        dot = jax.jit(lambda a, b, params=params: lax.dot_general_p.bind(a, b, **params))
+        ours += times * seconds_per_call(dot, a, b)
+        equation = common.einsum_equation(lhs, rhs, params["dimension_numbers"])
+        theirs += times * peer("dot", equation=equation, lhs=lhs, rhs=rhs)["seconds"]
+    return ours, theirs
+
+
 def run_case(name: str, peer: TimmWorker, rounds: int, steps: int) -> tuple[dict, dict]:
     """`(figures, per-round detail)` of one case, attnzoo and timm alternating."""
     patch, batch = CASES[name]
@@ -124,7 +156,9 @@ def run_case(name: str, peer: TimmWorker, rounds: int, steps: int) -> tuple[dict
     )
     os.remove(f.name)
 
-    flops = step_flops(trainer, batches[0])
+    jaxpr = common.step_jaxpr(trainer, batches[0])
+    flops = common.matmul_flops(jaxpr)
+    jax_dots_s, torch_dots_s = dots_alone(common.step_dots(jaxpr), peer)
     state = trainer.init_state()
     params = nnx.state(trainer.model(state["model"]), nnx.Param)
     ours_params = sum(x.size for x in jax.tree.leaves(params))
@@ -154,6 +188,11 @@ def run_case(name: str, peer: TimmWorker, rounds: int, steps: int) -> tuple[dict
         "attnzoo achieved GFLOP/s": achieved / 1e9,
         "fraction of matmul FLOP/s": achieved / peak,
         "host input time / step": host_s / step_s,
+        "the step's matmuls alone, s: JAX / PyTorch": f"{jax_dots_s:.3f} / {torch_dots_s:.3f}",
+        "attnzoo / timm step, s": f"{step_s:.3f} / {batch / statistics.median(peer_ips):.3f}",
+        "bound: batch / JAX matmuls alone, / timm images/s": batch
+        / jax_dots_s
+        / statistics.median(peer_ips),
         "params attnzoo / timm": f"{ours_params} / {info['params']}",
     }, {"attnzoo images/s": ours_ips, "timm images/s": peer_ips, "matmul FLOP/s": peaks, **info}
 

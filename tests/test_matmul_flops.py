@@ -1,5 +1,6 @@
 """The benchmarks' FLOP count (`benchmarks/common.py: matmul_flops`) against hand counts:
-loops count once per iteration (XLA's cost analysis counts a loop body once)."""
+loops count once per iteration (XLA's cost analysis counts a loop body once); the step's
+distinct products (`step_dots`) and their einsum equations."""
 
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from common import matmul_flops  # noqa: E402
+from common import einsum_equation, matmul_flops, step_dots  # noqa: E402
 
 A, W = jnp.ones((64, 32)), jnp.ones((32, 16))
 DOT = 2 * 64 * 32 * 16
@@ -44,3 +45,33 @@ def test_convolution_and_dynamic_loops():
     dynamic = lambda a, w, n: jax.lax.fori_loop(0, n, lambda i, x: x + (a @ w).sum(), 0.0)  # noqa: E731
     with pytest.raises(ValueError, match="no static trip count"):
         _count(dynamic, A, W, 3)
+
+
+def test_step_dots_lists_each_product_with_its_count():
+    loss = lambda a, w: jnp.tanh(jax.lax.map(lambda r: r @ w, a.reshape(4, 16, 32))).sum()  # noqa: E731
+    dots = step_dots(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(A, W).jaxpr)
+    got = sorted((lhs, rhs, p["dimension_numbers"], times) for lhs, rhs, p, times in dots)
+    none = ((), ())
+    assert got == [
+        ((16, 16), (16, 32), (((0,), (0,)), none), 4.0),  # dW = dy^T x, per iteration
+        ((16, 16), (32, 16), (((1,), (1,)), none), 4.0),  # dA = dy w^T
+        ((16, 32), (32, 16), (((1,), (0,)), none), 4.0),  # forward
+    ]
+
+
+@pytest.mark.parametrize(
+    "lhs, rhs, dims",
+    [
+        ((6, 4), (4, 5), (((1,), (0,)), ((), ()))),
+        ((6, 4), (6, 5), (((0,), (0,)), ((), ()))),
+        ((2, 3, 6, 4), (2, 3, 5, 4), (((3,), (3,)), ((0, 1), (0, 1)))),
+        ((3, 6, 2, 4), (2, 4, 3, 5), (((3,), (1,)), ((2, 0), (0, 2)))),
+    ],
+)
+def test_einsum_equation_computes_the_dot_general(lhs, rhs, dims):
+    a = jax.random.normal(jax.random.key(0), lhs)
+    b = jax.random.normal(jax.random.key(1), rhs)
+    expected = jax.lax.dot_general(a, b, dims)
+    got = jnp.einsum(einsum_equation(lhs, rhs, dims), a, b)
+    assert got.shape == expected.shape
+    assert jnp.allclose(got, expected, atol=1e-5)

@@ -8,6 +8,8 @@ attnzoo's on the same cores:
      "clip_norm": ..}                          -> {"params": N, "threads": T, "torch": V}
     {"cmd": "steps", "n": N}                   -> {"seconds": S}   (N train steps, timed)
     {"cmd": "matmul", "n": N}                  -> {"flops": F}     (best f32 N x N matmul rate)
+    {"cmd": "dot", "equation": E, "lhs": SHAPE, "rhs": SHAPE}
+                                               -> {"seconds": S}   (median torch.einsum time)
     {"cmd": "quit"}
 
 The model is timm's unmodified `VisionTransformer`. PyPI's torchvision wheels here are CUDA
@@ -132,6 +134,16 @@ class Peer:
             a @ a
             best = max(best, 2 * n**3 / (time.perf_counter() - start))
         return {"flops": best}
+
+    def dot(self, equation: str, lhs: list, rhs: list, repeats: int = 7) -> dict:
+        a, b = torch.randn(*lhs), torch.randn(*rhs)
+        torch.einsum(equation, a, b), torch.einsum(equation, a, b)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.einsum(equation, a, b)
+            times.append(time.perf_counter() - start)
+        return {"seconds": float(np.median(times))}
 
 
 def main() -> None:
