@@ -14,7 +14,7 @@ from attnzoo.graph import (
 )
 from attnzoo.layers.masks import Causal, Dense
 from attnzoo.zoo.traffic.batch_norm import ScheduledBatchNorm
-from attnzoo.zoo.traffic.gman import STAttBlock
+from attnzoo.zoo.traffic.gman import GMAN, STAttBlock
 
 B, T, N, D = 2, 5, 6, 8
 
@@ -57,6 +57,29 @@ def test_spatial_attention_respects_the_graph_mask(block):
     weights = np.asarray(block.spatial.weights(h, h, mask=mask, impl="reference"))
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)  # [b, T, N, K, N]
     assert np.all(weights[..., ~adjacency[:, None, :].repeat(2, 1)] == 0)
+
+
+def test_day_of_week_can_be_left_out_of_the_temporal_embedding():
+    kwargs = dict(
+        spatial_embedding=np.eye(N, 4, dtype=np.float32),
+        input_len=3,
+        horizon=2,
+        steps_per_day=24,
+        mean=0.0,
+        std=1.0,
+        num_blocks=1,
+        num_heads=2,
+        head_dim=4,
+        rngs=nnx.Rngs(0),
+    )
+    time = np.stack([np.arange(5) % 7, np.arange(5) + 3], -1)[None]  # [1, P+Q, 2]
+    other_day = time.copy()
+    other_day[..., 0] = (other_day[..., 0] + 3) % 7
+    with_day, without = GMAN(**kwargs), GMAN(**kwargs, day_of_week=False)
+    with_day.eval(), without.eval()
+    assert without.te_fc.linears[0].kernel.shape == (24, 8)
+    np.testing.assert_array_equal(without.st_embedding(time), without.st_embedding(other_day))
+    assert not np.allclose(with_day.st_embedding(time), with_day.st_embedding(other_day))
 
 
 def test_batch_norm_keeps_debiased_moving_statistics_on_the_official_decay_schedule():

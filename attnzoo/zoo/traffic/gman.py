@@ -19,7 +19,11 @@ moving statistics whose decay grows 0.5 → 0.99, halving its distance to 1 ever
 `bn_decay_steps`, the official 5 epochs; the default 430 is 5 Los-loop epochs at batch 16).
 The model returns `pred · std + mean`, the official train.py's unscaling, so its output
 is in the data's original units. Optionally the spatial attention only sees graph neighbours
-(`graph_mask`), an extension (the official attention is over all nodes).
+(`graph_mask`), an extension (the official attention is over all nodes), and
+`day_of_week=False` leaves the day-of-week one-hot out of the temporal embedding, for a
+series too short for its test days to occur in training (Los-loop's single week): the
+weights of an unseen day never train and would feed their random init into every test
+window.
 """
 
 from __future__ import annotations
@@ -171,6 +175,7 @@ class GMAN(nnx.Module):
         num_heads: int = 8,
         head_dim: int = 8,
         adjacency: np.ndarray | None = None,
+        day_of_week: bool = True,
         bn_decay_steps: int = 430,
         attention_impl: str = "auto",
         rngs: nnx.Rngs,
@@ -190,7 +195,8 @@ class GMAN(nnx.Module):
         self.graph_mask = None if adjacency is None else Constant(jnp.asarray(adjacency) > 0)
         self.input_fc = FC(1, (dim, dim), (True, False), **fc)
         self.se_fc = FC(spatial_embedding.shape[1], (dim, dim), (True, False), **fc)
-        self.te_fc = FC(7 + steps_per_day, (dim, dim), (True, False), **fc)
+        self.day_of_week = day_of_week
+        self.te_fc = FC(7 * day_of_week + steps_per_day, (dim, dim), (True, False), **fc)
         block = dict(dim=dim, num_heads=num_heads, head_dim=head_dim, **fc)
         self.encoder = nnx.List(STAttBlock(**block) for _ in range(num_blocks))
         self.transform = NodeAttention(dim, dim, dim, num_heads, head_dim, **fc)
@@ -200,13 +206,9 @@ class GMAN(nnx.Module):
     def st_embedding(self, time: jax.Array) -> jax.Array:
         """time `[b, P+Q, 2]` → STE `[b, P+Q, N, D]` (official `STEmbedding`)."""
         se = self.se_fc(self.spatial_embedding[...])  # [N, D]
-        one_hot = jnp.concatenate(
-            [
-                jax.nn.one_hot(time[..., 0], 7),
-                jax.nn.one_hot(time[..., 1], self.steps_per_day),
-            ],
-            -1,
-        )  # [b, P+Q, 7 + T]
+        one_hot = jax.nn.one_hot(time[..., 1], self.steps_per_day)  # [b, P+Q, T]
+        if self.day_of_week:
+            one_hot = jnp.concatenate([jax.nn.one_hot(time[..., 0], 7), one_hot], -1)
         te = self.te_fc(one_hot)  # [b, P+Q, D]
         return se[None, None] + te[:, :, None]
 
