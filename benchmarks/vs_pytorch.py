@@ -40,8 +40,15 @@ from flax import nnx
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-from common import machine, matmul_peak_flops, report  # noqa: E402
+from common import (  # noqa: E402
+    einsum_equation,
+    machine,
+    matmul_flops,
+    matmul_peak_flops,
+    report,
+    step_dots,
+    step_jaxpr,
+)
 
 from attnzoo.configs import load_config  # noqa: E402
 from attnzoo.train_loops.trainer import Trainer  # noqa: E402
@@ -125,7 +132,7 @@ def dots_alone(dots, peer: "TimmWorker") -> tuple[float, float]:
         b = jnp.asarray(rng.standard_normal(rhs, np.float32))
         dot = jax.jit(lambda a, b, params=params: lax.dot_general_p.bind(a, b, **params))
         ours += times * seconds_per_call(dot, a, b)
-        equation = common.einsum_equation(lhs, rhs, params["dimension_numbers"])
+        equation = einsum_equation(lhs, rhs, params["dimension_numbers"])
         theirs += times * peer("dot", equation=equation, lhs=lhs, rhs=rhs)["seconds"]
     return ours, theirs
 
@@ -156,9 +163,9 @@ def run_case(name: str, peer: TimmWorker, rounds: int, steps: int) -> tuple[dict
     )
     os.remove(f.name)
 
-    jaxpr = common.step_jaxpr(trainer, batches[0])
-    flops = common.matmul_flops(jaxpr)
-    jax_dots_s, torch_dots_s = dots_alone(common.step_dots(jaxpr), peer)
+    jaxpr = step_jaxpr(trainer, batches[0])
+    flops = matmul_flops(jaxpr)
+    jax_dots_s, torch_dots_s = dots_alone(step_dots(jaxpr), peer)
     state = trainer.init_state()
     params = nnx.state(trainer.model(state["model"]), nnx.Param)
     ours_params = sum(x.size for x in jax.tree.leaves(params))
